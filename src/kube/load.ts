@@ -1,0 +1,109 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { extname, join } from "node:path";
+import { isMap, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
+import { InputError, type SourceRef } from "./errors.js";
+
+/** One Kubernetes object as written, with where it was written. */
+export interface RawObject {
+  readonly value: Record<string, unknown>;
+  readonly source: SourceRef;
+}
+
+export const RECOGNIZED_EXTENSIONS = [".yaml", ".yml", ".json"];
+
+/** An input read as kubectl does: a file, a directory (recursive) or `-` for stdin. */
+export interface InputText {
+  name: string;
+  text: string;
+}
+
+export function readInputs(paths: readonly string[], readStdin: () => string): InputText[] {
+  const out: InputText[] = [];
+  for (const path of paths) {
+    if (path === "-") {
+      out.push({ name: "<stdin>", text: readStdin() });
+      continue;
+    }
+    let stat: ReturnType<typeof statSync>;
+    try {
+      stat = statSync(path);
+    } catch {
+      throw new InputError("no-such-path", `no such file or directory: ${path}`, { file: path, line: 0 });
+    }
+    if (stat.isDirectory()) {
+      const files = listDirectory(path);
+      if (files.length === 0) {
+        throw new InputError(
+          "no-inputs",
+          `no Kubernetes manifests in directory ${path}: recognized file extensions are ${RECOGNIZED_EXTENSIONS.join(", ")}`,
+          { file: path, line: 0 },
+        );
+      }
+      for (const f of files) out.push({ name: f, text: readFileSync(f, "utf8") });
+    } else {
+      out.push({ name: path, text: readFileSync(path, "utf8") });
+    }
+  }
+  return out;
+}
+
+function listDirectory(dir: string): string[] {
+  const out: string[] = [];
+  const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
+  for (const e of entries) {
+    const full = join(dir, e.name);
+    if (e.isDirectory()) out.push(...listDirectory(full));
+    else if (RECOGNIZED_EXTENSIONS.includes(extname(e.name).toLowerCase())) out.push(full);
+  }
+  return out;
+}
+
+function lineOf(node: Node | null | undefined, counter: LineCounter): number {
+  const offset = node?.range?.[0];
+  return offset === undefined ? 1 : counter.linePos(offset).line;
+}
+
+/**
+ * Parses every document of a YAML or JSON text. `List` and typed lists (`PodList`, ...) are
+ * unwrapped; items of a typed list may omit `kind`, which the list implies.
+ */
+export function parseObjects(input: InputText): RawObject[] {
+  const counter = new LineCounter();
+  const docs = parseAllDocuments(input.text, { lineCounter: counter, uniqueKeys: false, prettyErrors: false });
+  const out: RawObject[] = [];
+  const list = Array.isArray(docs) ? docs : [docs];
+  for (const doc of list) {
+    const error = doc.errors[0];
+    if (error) {
+      const line = error.linePos?.[0]?.line ?? counter.linePos(error.pos[0]).line;
+      const message = error.message.split("\n")[0] ?? error.message;
+      throw new InputError("malformed-yaml", `malformed YAML or JSON: ${message}`, { file: input.name, line });
+    }
+    if (doc.contents === null) continue;
+    const value: unknown = doc.toJS({ maxAliasCount: 1000 });
+    const source = { file: input.name, line: lineOf(doc.contents, counter) };
+    if (value === null || value === undefined) continue;
+    if (typeof value !== "object" || Array.isArray(value)) {
+      throw new InputError("not-an-object", "a document must be a Kubernetes object (a map with kind)", source);
+    }
+    const obj = value as Record<string, unknown>;
+    const kind = obj.kind;
+    if (typeof kind === "string" && kind.endsWith("List") && Array.isArray(obj.items)) {
+      const implied = kind === "List" ? undefined : kind.slice(0, -"List".length);
+      const itemsNode = isMap(doc.contents) ? doc.contents.get("items", true) : undefined;
+      (obj.items as unknown[]).forEach((item, i) => {
+        const node = isSeq(itemsNode) ? (itemsNode.items[i] as Node | undefined) : undefined;
+        const itemSource = { file: input.name, line: node ? lineOf(node, counter) : source.line };
+        if (typeof item !== "object" || item === null || Array.isArray(item)) {
+          throw new InputError("not-an-object", `${kind} item ${i} must be a Kubernetes object`, itemSource);
+        }
+        const itemObj = item as Record<string, unknown>;
+        if (itemObj.kind === undefined && implied) itemObj.kind = implied;
+        out.push({ value: itemObj, source: itemSource });
+      });
+      continue;
+    }
+    out.push({ value: obj, source });
+  }
+  return out;
+}

@@ -1,0 +1,209 @@
+import type { Cluster, Pod, Workload } from "../kube/objects.js";
+import { formatRange } from "../kube/ip.js";
+import type { Diagnostics } from "../kube/errors.js";
+import { ConnectionSet } from "./connset.js";
+import type { Engine } from "./engine.js";
+import type { Endpoint } from "./model.js";
+
+/** A node of the connectivity graph: a workload (or one distinct pod group of it) or an IPv4 range. */
+export type Peer =
+  | {
+      readonly kind: "workload";
+      readonly id: string;
+      readonly workload: Workload;
+      readonly pods: readonly Pod[];
+      readonly endpoint: Endpoint;
+    }
+  | { readonly kind: "external"; readonly id: string; readonly start: number; readonly end: number; readonly endpoint: Endpoint };
+
+export interface Connection {
+  readonly src: Peer;
+  readonly dst: Peer;
+  readonly conn: ConnectionSet;
+}
+
+export interface ConnectivityOptions {
+  /** Extra IP boundaries, so that two analyses (diff) split external ranges alike. */
+  readonly extraBoundaries?: readonly number[];
+  /** Only connections from or to this peer (a workload id, `ns/name` or `name` in default). */
+  readonly focus?: string;
+  /** Include pairs with no allowed connection (for explanations). */
+  readonly includeDenied?: boolean;
+  /**
+   * Keep external ranges cut at every boundary instead of joining adjacent ranges that allow
+   * the same to the same workload (diff needs the cut form so both sides line up).
+   */
+  readonly splitExternal?: boolean;
+}
+
+export interface ConnectivityResult {
+  readonly peers: readonly Peer[];
+  readonly connections: readonly Connection[];
+}
+
+function labelText(pod: Pod, keys: readonly string[]): string {
+  return keys.map((k) => (pod.labels[k] === undefined ? `!${k}` : `${k}=${pod.labels[k]}`)).join(",");
+}
+
+/**
+ * Workload peers: a workload's pods normally behave alike and form one peer. When policies
+ * tell some of its pods apart (different labels that a selector reads), the workload is split
+ * into one peer per distinct group, named by the labels that differ, with a warning.
+ */
+export function workloadPeers(cluster: Cluster, engine: Engine, diag?: Diagnostics): Peer[] {
+  const peers: Peer[] = [];
+  for (const w of cluster.workloads) {
+    const groups = new Map<number, Pod[]>();
+    for (const pod of w.pods) {
+      const c = engine.classOf(pod);
+      const g = groups.get(c);
+      if (g) g.push(pod);
+      else groups.set(c, [pod]);
+    }
+    if (groups.size === 1) {
+      const pods = [...groups.values()][0] as Pod[];
+      peers.push({ kind: "workload", id: w.id, workload: w, pods, endpoint: { kind: "pod", pod: pods[0] as Pod } });
+      continue;
+    }
+    const keys = new Set<string>();
+    for (const p of w.pods) for (const k of Object.keys(p.labels)) keys.add(k);
+    const differing = [...keys]
+      .filter((k) => new Set(w.pods.map((p) => p.labels[k])).size > 1)
+      .sort();
+    const names: string[] = [];
+    for (const pods of groups.values()) {
+      const first = pods[0] as Pod;
+      const id = `${w.id}{${labelText(first, differing)}}`;
+      names.push(id);
+      peers.push({ kind: "workload", id, workload: w, pods, endpoint: { kind: "pod", pod: first } });
+    }
+    diag?.warn(
+      "workload-split",
+      `pods of ${w.id} carry different labels (${differing.join(", ")}) that network policies tell apart; analyzed as ${groups.size} groups: ${names.join(" ")}`,
+      w.source,
+      w.id,
+    );
+  }
+  return peers;
+}
+
+/** The IPv4 space cut at every boundary: [start, end] ranges covering 0.0.0.0-255.255.255.255. */
+export function externalRanges(boundaries: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let start = 0;
+  for (const b of boundaries) {
+    if (b <= start || b > 0xffffffff) continue;
+    out.push([start, b - 1]);
+    start = b;
+  }
+  out.push([start, 0xffffffff]);
+  return out;
+}
+
+export function matchesFocus(peer: Peer, focus: string): boolean {
+  if (peer.kind !== "workload") return false;
+  const w = peer.workload;
+  return focus === peer.id || focus === w.id || focus === `${w.namespace}/${w.name}` || (w.namespace === "default" && focus === w.name);
+}
+
+/** Every allowed connection between workloads, and between workloads and external ranges. */
+export function connectivity(cluster: Cluster, engine: Engine, options: ConnectivityOptions = {}, diag?: Diagnostics): ConnectivityResult {
+  const workloads = workloadPeers(cluster, engine, diag);
+  const boundaries = new Set([...engine.ipBoundaries(), ...(options.extraBoundaries ?? [])]);
+  const externals: Peer[] = externalRanges([...boundaries].sort((a, b) => a - b)).map(([start, end]) =>
+    externalPeer(start, end),
+  );
+  const focus = options.focus;
+  const focused = focus ? workloads.filter((p) => matchesFocus(p, focus)) : undefined;
+  if (focus && focused?.length === 0) throw new FocusError(focus);
+  const inFocus = (p: Peer) => !focused || focused.includes(p);
+
+  const layers = engine.layers;
+  const classesOf = (p: Peer): number[] => layers.map((l) => (p.endpoint.kind === "pod" ? l.classOf(p.endpoint.pod) : -1));
+  const wClasses = workloads.map(classesOf);
+  const connections: Connection[] = [];
+  const pairAllowed = (src: Peer, sc: number[], dst: Peer, dc: number[]): ConnectionSet => {
+    let out = ConnectionSet.ALL;
+    for (let i = 0; i < layers.length; i++) {
+      const layer = layers[i] as (typeof layers)[number];
+      const s = sc[i] as number;
+      const d = dc[i] as number;
+      if (s >= 0 && d >= 0 && !layer.mayConnect(s, d)) return ConnectionSet.NONE;
+      out = out.intersect(layer.allowedByClass(src.endpoint, s, dst.endpoint, d));
+      if (out.isEmpty()) return out;
+    }
+    return out;
+  };
+  const push = (src: Peer, dst: Peer, conn: ConnectionSet) => {
+    if (!conn.isEmpty() || options.includeDenied) connections.push({ src, dst, conn });
+  };
+  const none = layers.map(() => -1);
+  for (let i = 0; i < workloads.length; i++) {
+    const src = workloads[i] as Peer;
+    const sc = wClasses[i] as number[];
+    for (let j = 0; j < workloads.length; j++) {
+      if (i === j) continue;
+      const dst = workloads[j] as Peer;
+      if (focused && !inFocus(src) && !inFocus(dst)) continue;
+      push(src, dst, pairAllowed(src, sc, dst, wClasses[j] as number[]));
+    }
+    if (focused && !inFocus(src)) continue;
+    for (const ext of externals) {
+      push(src, ext, pairAllowed(src, sc, ext, none));
+      push(ext, src, pairAllowed(ext, none, src, sc));
+    }
+  }
+  const result = options.splitExternal ? connections : joinExternalRanges(connections);
+  result.sort((a, b) => compareIds(a.src.id, b.src.id) || compareIds(a.dst.id, b.dst.id));
+  return { peers: [...workloads, ...externals], connections: result };
+}
+
+function externalPeer(start: number, end: number): Peer {
+  return { kind: "external", id: `${formatRange(start, end)}[External]`, start, end, endpoint: { kind: "ip", ip: start } };
+}
+
+/**
+ * Joins adjacent external ranges that allow the same connections to or from the same peer:
+ * `0.0.0.0-255.255.255.255[External]` for an unisolated workload instead of one line per cut.
+ * Connections arrive grouped by workload and direction, external ranges in ascending order.
+ */
+export function joinExternalRanges(connections: readonly Connection[]): Connection[] {
+  const out: Connection[] = [];
+  let run: { other: Peer; outgoing: boolean; start: number; end: number; conn: ConnectionSet } | undefined;
+  const flush = () => {
+    if (!run) return;
+    const ext = externalPeer(run.start, run.end);
+    out.push(run.outgoing ? { src: run.other, dst: ext, conn: run.conn } : { src: ext, dst: run.other, conn: run.conn });
+    run = undefined;
+  };
+  const external = connections.filter((c) => c.src.kind === "external" || c.dst.kind === "external");
+  for (const c of connections) if (c.src.kind !== "external" && c.dst.kind !== "external") out.push(c);
+  const key = (c: Connection) => (c.src.kind === "external" ? `in\0${c.dst.id}` : `out\0${c.src.id}`);
+  const rangeOf = (c: Connection) => (c.src.kind === "external" ? c.src : c.dst) as Extract<Peer, { kind: "external" }>;
+  const sorted = [...external].sort((a, b) => compareIds(key(a), key(b)) || rangeOf(a).start - rangeOf(b).start);
+  let runKey = "";
+  for (const c of sorted) {
+    const r = rangeOf(c);
+    const k = key(c);
+    if (run && k === runKey && run.end + 1 === r.start && run.conn.equals(c.conn)) {
+      run.end = r.end;
+      continue;
+    }
+    flush();
+    runKey = k;
+    const outgoing = c.dst.kind === "external";
+    run = { other: outgoing ? c.src : c.dst, outgoing, start: r.start, end: r.end, conn: c.conn };
+  }
+  flush();
+  return out;
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export class FocusError extends Error {
+  constructor(readonly focus: string) {
+    super(`--focus ${focus}: no such workload in the input (use ns/name or ns/name[Kind])`);
+  }
+}
