@@ -18,3 +18,9 @@ export function loadCluster(paths: readonly string[], readStdin: () => string, d
 export function clusterFromText(text: string, name = "<text>", diagnostics = new Diagnostics()): LoadedCluster {
   return { cluster: buildCluster(parseObjects({ name, text }), diagnostics), diagnostics };
 }
+
+/** Builds a cluster from plain objects (tests, generated clusters); sources are `<memory>:index`. */
+export function clusterFromObjects(objects: readonly object[], name = "<memory>", diagnostics = new Diagnostics()): LoadedCluster {
+  const raws = objects.map((value, i) => ({ value: value as Record<string, unknown>, source: { file: name, line: i + 1 } }));
+  return { cluster: buildCluster(raws, diagnostics), diagnostics };
+}
