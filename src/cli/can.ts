@@ -24,7 +24,8 @@ interface Check {
 
 function describeStep(s: TraceStep): string {
   const head = `${s.direction.padEnd(7)} ${s.layer}:`;
-  if (s.policy) return `${head} ${s.allowed ? "allowed" : "denied"} by ${policyName(s.policy)} ${s.direction} rule ${s.rule}`;
+  if (s.policy)
+    return `${head} ${s.allowed ? "allowed" : "denied"} by ${policyName(s.policy)} ${s.direction} rule ${s.rule}`;
   const by = s.isolatedBy?.length ? ` (${s.isolatedBy.map(policyName).join(", ")})` : "";
   return `${head} ${s.allowed ? "allowed" : "denied"} by default: ${s.default}${by}`;
 }
@@ -44,10 +45,20 @@ function endpointsOf(engine: Engine, t: Target): Array<{ name: string; endpoint:
 
 export function canCommand(): Command {
   return new Command("can")
-    .description("Decide one connection: may SRC open a connection to DST on PORT? Prints the verdict and which policy and rule decided.")
+    .description(
+      "Decide one connection: may SRC open a connection to DST on PORT? Prints the verdict and which policy and rule decided.",
+    )
     .argument("<src>", "source: a workload (ns/name, or name in namespace default) or an IPv4 address")
-    .argument("<dst>", "destination: a workload, an IPv4 address, or a Service (name, name.ns, name.ns.svc.cluster.local); may end in :PORT")
-    .option("-f, --filename <path>", "a file, a directory (read recursively) or - for stdin; repeatable", collectPaths, [])
+    .argument(
+      "<dst>",
+      "destination: a workload, an IPv4 address, or a Service (name, name.ns, name.ns.svc.cluster.local); may end in :PORT",
+    )
+    .option(
+      "-f, --filename <path>",
+      "a file, a directory (read recursively) or - for stdin; repeatable",
+      collectPaths,
+      [],
+    )
     .option("--port <n>", "destination port (a Service's port is mapped to the target container port)")
     .option("--protocol <p>", "tcp, udp or sctp", "tcp")
     .addOption(new Option("-o, --output <format>", "output format").choices(["txt", "json"]).default("txt"))
@@ -70,20 +81,28 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
         opts: { filename: string[]; port?: string; protocol: string; output: string; quiet?: boolean },
       ) =>
         run(() => {
-          if (opts.filename.length === 0) throw new UsageError("no input: give -f PATH (a file, a directory or - for stdin)");
+          if (opts.filename.length === 0)
+            throw new UsageError("no input: give -f PATH (a file, a directory or - for stdin)");
           const loaded = loadInputs(opts.filename);
           const { engine } = compile(loaded.cluster, loaded.diagnostics);
           const protocol = parseProtocolOption(opts.protocol);
           const split = splitPort(dstText);
-          if (split.port !== undefined && opts.port !== undefined) throw new UsageError("give the port once: DST:PORT or --port");
+          if (split.port !== undefined && opts.port !== undefined)
+            throw new UsageError("give the port once: DST:PORT or --port");
           const port = split.port ?? (opts.port !== undefined ? parsePortNumber(opts.port) : undefined);
           const src = parseTarget(loaded.cluster, srcText, false);
           const dst = parseTarget(loaded.cluster, split.target, true);
-          if (src.kind === "ip" && dst.kind === "ip") throw new UsageError("at least one of SRC and DST must be a workload or Service");
+          if (src.kind === "ip" && dst.kind === "ip")
+            throw new UsageError("at least one of SRC and DST must be a workload or Service");
           printWarnings(loaded, opts.quiet === true);
 
           const checks: Check[] = [];
-          const check = (s: { name: string; endpoint: Endpoint }, d: { name: string; endpoint: Endpoint }, p: number | undefined, note?: string) => {
+          const check = (
+            s: { name: string; endpoint: Endpoint },
+            d: { name: string; endpoint: Endpoint },
+            p: number | undefined,
+            note?: string,
+          ) => {
             if (p === undefined) {
               const conn = engine.allowed(s.endpoint, d.endpoint);
               const sides = engine.explain(s.endpoint, d.endpoint);
@@ -101,7 +120,15 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
               return;
             }
             const verdict = engine.decide({ src: s.endpoint, dst: d.endpoint, protocol, port: p });
-            checks.push({ src: s.name, dst: d.name, protocol, port: p, allowed: verdict.allowed, trace: verdict.trace, ...(note ? { note } : {}) });
+            checks.push({
+              src: s.name,
+              dst: d.name,
+              protocol,
+              port: p,
+              allowed: verdict.allowed,
+              trace: verdict.trace,
+              ...(note ? { note } : {}),
+            });
           };
           for (const s of endpointsOf(engine, src)) {
             if (dst.kind !== "service") {
@@ -134,7 +161,15 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
                 ? `Service ${svc.namespace}/${svc.name} port ${svcPort.port} -> targetPort ${String(svcPort.targetPort)}${typeof svcPort.targetPort === "string" ? ` = ${target ?? "unresolved"}` : ""}`
                 : `via Service ${svc.namespace}/${svc.name}`;
               if (svcPort && target === undefined) {
-                checks.push({ src: s.name, dst: d.name, protocol, port, allowed: false, trace: [], note: `${note}: no container port named ${String(svcPort.targetPort)} on ${b.name}` });
+                checks.push({
+                  src: s.name,
+                  dst: d.name,
+                  protocol,
+                  port,
+                  allowed: false,
+                  trace: [],
+                  note: `${note}: no container port named ${String(svcPort.targetPort)} on ${b.name}`,
+                });
                 continue;
               }
               check(s, d, target, note);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describeWarning, InputError } from "../kube/errors.js";
 import { type LoadedCluster, loadCluster } from "../kube/index.js";
+import { FocusError } from "../policy/connectivity.js";
 
 /** Exit codes shared by every command. */
 export const EXIT_OK = 0;
@@ -17,11 +18,15 @@ export function readStdin(): string {
 
 /** Loads `-f` paths plus positional paths; requires at least one. */
 export function loadInputs(paths: readonly string[]): LoadedCluster {
-  if (paths.length === 0) throw new UsageError("no input: give a file or directory (or -f PATH, or -f - for stdin)");
+  if (paths.length === 0)
+    throw new UsageError("no input: give a file or directory (or -f PATH, or -f - for stdin)");
   return loadCluster(paths, readStdin);
 }
 
-export function printWarnings(loaded: { diagnostics: { warnings: readonly Parameters<typeof describeWarning>[0][] } }, quiet: boolean): void {
+export function printWarnings(
+  loaded: { diagnostics: { warnings: readonly Parameters<typeof describeWarning>[0][] } },
+  quiet: boolean,
+): void {
   if (quiet) return;
   for (const w of loaded.diagnostics.warnings) process.stderr.write(`${describeWarning(w)}\n`);
 }
@@ -40,7 +45,7 @@ export async function run(body: () => Promise<number> | number): Promise<void> {
       process.stderr.write(`error: ${e.describe()}\n`);
     } else if (e instanceof UsageError) {
       process.stderr.write(`error: ${e.message}\n`);
-    } else if (e instanceof Error && e.name === "FocusError") {
+    } else if (e instanceof FocusError) {
       process.stderr.write(`error: ${e.message}\n`);
     } else {
       process.stderr.write(`internal error: ${e instanceof Error ? e.message : String(e)}\n`);

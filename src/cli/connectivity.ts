@@ -11,10 +11,21 @@ export function connectivityCommand(): Command {
       "List every allowed connection between workloads, and between workloads and external IPv4 ranges, under the NetworkPolicies of the input.",
     )
     .argument("[paths...]", "files or directories (recursive) of Kubernetes YAML/JSON; - for stdin")
-    .option("-f, --filename <path>", "a file, a directory (read recursively) or - for stdin; repeatable", collectPaths, [])
+    .option(
+      "-f, --filename <path>",
+      "a file, a directory (read recursively) or - for stdin; repeatable",
+      collectPaths,
+      [],
+    )
     .addOption(new Option("-o, --output <format>", "output format").choices(FORMATS).default("txt"))
-    .option("--explain", "for each pair of peers: what is allowed and denied, and which policy and rule (or default) decided")
-    .option("--focus <workload>", "only connections from or to this workload (ns/name, name in default, or ns/name[Kind])")
+    .option(
+      "--explain",
+      "for each pair of peers: what is allowed and denied, and which policy and rule (or default) decided",
+    )
+    .option(
+      "--focus <workload>",
+      "only connections from or to this workload (ns/name, name in default, or ns/name[Kind])",
+    )
     .option("-q, --quiet", "do not print warnings")
     .addHelpText(
       "after",
@@ -28,23 +39,27 @@ Examples:
 Lines read SRC => DST : CONN, e.g. "shop/frontend[Deployment] => shop/cart[Deployment] : TCP 7070".
 Exit status: 0 on success, 2 for bad input (the message names file, line and object).`,
     )
-    .action((paths: string[], opts: { filename: string[]; output: Format; explain?: boolean; focus?: string; quiet?: boolean }) =>
-      run(() => {
-        const loaded = loadInputs([...opts.filename, ...paths]);
-        const compiled = compile(loaded.cluster, loaded.diagnostics);
-        const result = connectivity(
-          loaded.cluster,
-          compiled.engine,
-          { focus: opts.focus, includeDenied: opts.explain === true },
-          loaded.diagnostics,
-        );
-        printWarnings(loaded, opts.quiet === true);
-        if (opts.explain) {
-          process.stdout.write(formatExplanation(compiled.engine, result.connections, opts.output));
-        } else {
-          process.stdout.write(formatRows(toRows(result.connections), opts.output));
-        }
-        return EXIT_OK;
-      }),
+    .action(
+      (
+        paths: string[],
+        opts: { filename: string[]; output: Format; explain?: boolean; focus?: string; quiet?: boolean },
+      ) =>
+        run(() => {
+          const loaded = loadInputs([...opts.filename, ...paths]);
+          const compiled = compile(loaded.cluster, loaded.diagnostics);
+          const result = connectivity(
+            loaded.cluster,
+            compiled.engine,
+            { focus: opts.focus, includeDenied: opts.explain === true },
+            loaded.diagnostics,
+          );
+          printWarnings(loaded, opts.quiet === true);
+          if (opts.explain) {
+            process.stdout.write(formatExplanation(compiled.engine, result.connections, opts.output));
+          } else {
+            process.stdout.write(formatRows(toRows(result.connections), opts.output));
+          }
+          return EXIT_OK;
+        }),
     );
 }

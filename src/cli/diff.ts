@@ -8,7 +8,9 @@ import { collectPaths, EXIT_OK, printWarnings, readStdin, run, UsageError } from
 
 export function diffCommand(): Command {
   return new Command("diff")
-    .description("Semantic connectivity diff between two inputs: pairs of peers whose allowed connections were added, removed or changed.")
+    .description(
+      "Semantic connectivity diff between two inputs: pairs of peers whose allowed connections were added, removed or changed.",
+    )
     .argument("[paths...]", "exactly two inputs (files or directories); - for stdin once")
     .option("-f, --filename <path>", "an input (file, directory or -); give it twice", collectPaths, [])
     .addOption(new Option("-o, --output <format>", "output format").choices(FORMATS).default("txt"))
@@ -31,7 +33,10 @@ Exit status: 0 on success (whether or not anything changed), 2 for bad input.`,
           const { engine } = compile(loaded.cluster, loaded.diagnostics);
           return { cluster: loaded.cluster, engine, diagnostics: loaded.diagnostics };
         });
-        const entries = connectivityDiff(analyses[0] as (typeof analyses)[0], analyses[1] as (typeof analyses)[0]);
+        const entries = connectivityDiff(
+          analyses[0] as (typeof analyses)[0],
+          analyses[1] as (typeof analyses)[0],
+        );
         for (const a of analyses) printWarnings(a, opts.quiet === true);
         process.stdout.write(formatDiff(entries, opts.output));
         return EXIT_OK;

@@ -43,6 +43,7 @@ export function parsePortNumber(text: string): number {
 
 export function parseProtocolOption(text: string): Protocol {
   const p = text.toUpperCase();
-  if (p !== "TCP" && p !== "UDP" && p !== "SCTP") throw new UsageError(`--protocol ${text}: expected tcp, udp or sctp`);
+  if (p !== "TCP" && p !== "UDP" && p !== "SCTP")
+    throw new UsageError(`--protocol ${text}: expected tcp, udp or sctp`);
   return p;
 }

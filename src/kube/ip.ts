@@ -19,9 +19,7 @@ export function formatIPv4(n: number): string {
   return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
-export type Cidr =
-  | { family: 4; start: number; end: number; text: string }
-  | { family: 6; text: string };
+export type Cidr = { family: 4; start: number; end: number; text: string } | { family: 6; text: string };
 
 /** Parses `a.b.c.d/n` (host bits allowed, as the API server allows) or an IPv6 CIDR. */
 export function parseCidr(text: string): Cidr | undefined {
@@ -32,7 +30,8 @@ export function parseCidr(text: string): Cidr | undefined {
   if (!/^\d{1,3}$/.test(bitsText)) return undefined;
   const bits = Number(bitsText);
   if (addr.includes(":")) {
-    if (bits > 128 || !/^[0-9a-fA-F:.]+$/.test(addr) || (addr.match(/::/g)?.length ?? 0) > 1) return undefined;
+    if (bits > 128 || !/^[0-9a-fA-F:.]+$/.test(addr) || (addr.match(/::/g)?.length ?? 0) > 1)
+      return undefined;
     return { family: 6, text };
   }
   const ip = parseIPv4(addr);

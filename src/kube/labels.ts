@@ -37,14 +37,25 @@ export function readLabels(raw: unknown, field: string, source: SourceRef, objec
   }
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     const keyProblem = labelKeyProblem(k);
-    if (keyProblem) throw new InputError("invalid-label-key", `${field}: key "${k}": ${keyProblem}`, source, object);
+    if (keyProblem)
+      throw new InputError("invalid-label-key", `${field}: key "${k}": ${keyProblem}`, source, object);
     const value = v === null || v === undefined ? "" : typeof v === "string" ? v : String(v);
     if (typeof v === "object" && v !== null) {
-      throw new InputError("invalid-label-value", `${field}: value of "${k}" must be a string`, source, object);
+      throw new InputError(
+        "invalid-label-value",
+        `${field}: value of "${k}" must be a string`,
+        source,
+        object,
+      );
     }
     const valueProblem = labelValueProblem(value);
     if (valueProblem) {
-      throw new InputError("invalid-label-value", `${field}: "${k}": value "${value}": ${valueProblem}`, source, object);
+      throw new InputError(
+        "invalid-label-value",
+        `${field}: "${k}": value "${value}": ${valueProblem}`,
+        source,
+        object,
+      );
     }
     out[k] = value;
   }

@@ -69,7 +69,11 @@ function lineOf(node: Node | null | undefined, counter: LineCounter): number {
  */
 export function parseObjects(input: InputText): RawObject[] {
   const counter = new LineCounter();
-  const docs = parseAllDocuments(input.text, { lineCounter: counter, uniqueKeys: false, prettyErrors: false });
+  const docs = parseAllDocuments(input.text, {
+    lineCounter: counter,
+    uniqueKeys: false,
+    prettyErrors: false,
+  });
   const out: RawObject[] = [];
   const list = Array.isArray(docs) ? docs : [docs];
   for (const doc of list) {
@@ -77,14 +81,21 @@ export function parseObjects(input: InputText): RawObject[] {
     if (error) {
       const line = error.linePos?.[0]?.line ?? counter.linePos(error.pos[0]).line;
       const message = error.message.split("\n")[0] ?? error.message;
-      throw new InputError("malformed-yaml", `malformed YAML or JSON: ${message}`, { file: input.name, line });
+      throw new InputError("malformed-yaml", `malformed YAML or JSON: ${message}`, {
+        file: input.name,
+        line,
+      });
     }
     if (doc.contents === null) continue;
     const value: unknown = doc.toJS({ maxAliasCount: 1000 });
     const source = { file: input.name, line: lineOf(doc.contents, counter) };
     if (value === null || value === undefined) continue;
     if (typeof value !== "object" || Array.isArray(value)) {
-      throw new InputError("not-an-object", "a document must be a Kubernetes object (a map with kind)", source);
+      throw new InputError(
+        "not-an-object",
+        "a document must be a Kubernetes object (a map with kind)",
+        source,
+      );
     }
     const obj = value as Record<string, unknown>;
     const kind = obj.kind;

@@ -74,14 +74,17 @@ export function parseSelector(raw: unknown, field: string, source: SourceRef, ob
   const requirements: Requirement[] = [];
   const matchLabels = obj.matchLabels;
   if (matchLabels !== undefined && matchLabels !== null) {
-    if (typeof matchLabels !== "object" || Array.isArray(matchLabels)) fail("invalid-selector", "matchLabels must be a map");
+    if (typeof matchLabels !== "object" || Array.isArray(matchLabels))
+      fail("invalid-selector", "matchLabels must be a map");
     for (const [k, v] of Object.entries(matchLabels as Record<string, unknown>)) {
       const keyProblem = labelKeyProblem(k);
       if (keyProblem) fail("invalid-selector", `key: Invalid value: "${k}": ${keyProblem}`);
-      if (typeof v === "object" && v !== null) fail("invalid-selector", `matchLabels["${k}"] must be a string`);
+      if (typeof v === "object" && v !== null)
+        fail("invalid-selector", `matchLabels["${k}"] must be a string`);
       const value = v === null || v === undefined ? "" : String(v);
       const valueProblem = labelValueProblem(value);
-      if (valueProblem) fail("invalid-selector", `values[0][${k}]: Invalid value: "${value}": ${valueProblem}`);
+      if (valueProblem)
+        fail("invalid-selector", `values[0][${k}]: Invalid value: "${value}": ${valueProblem}`);
       requirements.push({ key: k, operator: "In", values: [value] });
     }
   }
@@ -90,7 +93,8 @@ export function parseSelector(raw: unknown, field: string, source: SourceRef, ob
     if (!Array.isArray(expressions)) fail("invalid-selector", "matchExpressions must be a list");
     (expressions as unknown[]).forEach((e, i) => {
       const at = `matchExpressions[${i}]`;
-      if (typeof e !== "object" || e === null || Array.isArray(e)) fail("invalid-selector", `${at} must be a map`);
+      if (typeof e !== "object" || e === null || Array.isArray(e))
+        fail("invalid-selector", `${at} must be a map`);
       const expr = e as Record<string, unknown>;
       const key = expr.key;
       if (typeof key !== "string") fail("invalid-selector", `${at}.key is required`);
@@ -123,21 +127,14 @@ export function parseSelector(raw: unknown, field: string, source: SourceRef, ob
   return selectorFromRequirements(requirements);
 }
 
+function describeRequirement(r: Requirement): string {
+  if (r.operator === "Exists") return r.key;
+  if (r.operator === "DoesNotExist") return `!${r.key}`;
+  if (r.operator === "In" && r.values.length === 1) return `${r.key}=${r.values[0]}`;
+  return `${r.key} ${r.operator.toLowerCase()} (${r.values.join(",")})`;
+}
+
 /** `app=web,tier in (a,b)`: the kubectl form, for explanations. */
 export function describeSelector(sel: LabelSelector): string {
-  if (sel.matchesAll) return "{}";
-  return sel.requirements
-    .map((r) => {
-      switch (r.operator) {
-        case "In":
-          return r.values.length === 1 ? `${r.key}=${r.values[0]}` : `${r.key} in (${r.values.join(",")})`;
-        case "NotIn":
-          return `${r.key} notin (${r.values.join(",")})`;
-        case "Exists":
-          return r.key;
-        case "DoesNotExist":
-          return `!${r.key}`;
-      }
-    })
-    .join(",");
+  return sel.matchesAll ? "{}" : sel.requirements.map(describeRequirement).join(",");
 }

@@ -1,7 +1,11 @@
 import type { Cluster, Pod, Service, ServicePort } from "./objects.js";
 
 /** Finds a Service by `name` (namespace default), `name.ns`, `name.ns.svc` or `name.ns.svc.<domain>`. */
-export function findService(cluster: Cluster, text: string, clusterDomain = "cluster.local"): Service | undefined {
+export function findService(
+  cluster: Cluster,
+  text: string,
+  clusterDomain = "cluster.local",
+): Service | undefined {
   let host = text;
   if (host.endsWith(`.svc.${clusterDomain}`)) host = host.slice(0, -`.svc.${clusterDomain}`.length);
   else if (host.endsWith(".svc")) host = host.slice(0, -".svc".length);

@@ -18,7 +18,12 @@ export class ConnectionSet {
 
   static of(protocol: Protocol, ports: iv.Intervals): ConnectionSet {
     if (ports.length === 0) return ConnectionSet.NONE;
-    return new ConnectionSet({ SCTP: iv.EMPTY, TCP: iv.EMPTY, UDP: iv.EMPTY, [protocol]: iv.intersect(ports, ALL_PORTS) });
+    return new ConnectionSet({
+      SCTP: iv.EMPTY,
+      TCP: iv.EMPTY,
+      UDP: iv.EMPTY,
+      [protocol]: iv.intersect(ports, ALL_PORTS),
+    });
   }
 
   static allOf(protocol: Protocol): ConnectionSet {
@@ -38,7 +43,10 @@ export class ConnectionSet {
   }
 
   isEmpty(): boolean {
-    return this === ConnectionSet.NONE || (this.ports.TCP.length === 0 && this.ports.UDP.length === 0 && this.ports.SCTP.length === 0);
+    return (
+      this === ConnectionSet.NONE ||
+      (this.ports.TCP.length === 0 && this.ports.UDP.length === 0 && this.ports.SCTP.length === 0)
+    );
   }
 
   isAll(): boolean {
@@ -83,7 +91,8 @@ export class ConnectionSet {
   /** Collapses to the shared ALL / NONE instances so identity checks stay cheap. */
   private normalized(): ConnectionSet {
     if (this.isAll()) return ConnectionSet.ALL;
-    if (this.ports.TCP.length === 0 && this.ports.UDP.length === 0 && this.ports.SCTP.length === 0) return ConnectionSet.NONE;
+    if (this.ports.TCP.length === 0 && this.ports.UDP.length === 0 && this.ports.SCTP.length === 0)
+      return ConnectionSet.NONE;
     return this;
   }
 

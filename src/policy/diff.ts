@@ -1,5 +1,5 @@
-import type { Cluster } from "../kube/objects.js";
 import type { Diagnostics } from "../kube/errors.js";
+import type { Cluster } from "../kube/objects.js";
 import { connectivity } from "./connectivity.js";
 import { ConnectionSet } from "./connset.js";
 import type { Engine } from "./engine.js";
@@ -28,8 +28,18 @@ export interface Analysis {
  */
 export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
   const boundaries = [...a.engine.ipBoundaries(), ...b.engine.ipBoundaries()];
-  const left = connectivity(a.cluster, a.engine, { extraBoundaries: boundaries, splitExternal: true }, a.diagnostics);
-  const right = connectivity(b.cluster, b.engine, { extraBoundaries: boundaries, splitExternal: true }, b.diagnostics);
+  const left = connectivity(
+    a.cluster,
+    a.engine,
+    { extraBoundaries: boundaries, splitExternal: true },
+    a.diagnostics,
+  );
+  const right = connectivity(
+    b.cluster,
+    b.engine,
+    { extraBoundaries: boundaries, splitExternal: true },
+    b.diagnostics,
+  );
   const key = (src: string, dst: string) => `${src}\0${dst}`;
   const leftMap = new Map(left.connections.map((c) => [key(c.src.id, c.dst.id), c.conn]));
   const out: DiffEntry[] = [];
@@ -38,17 +48,37 @@ export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
     const before = leftMap.get(k);
     leftMap.delete(k);
     if (!before) {
-      out.push({ diffType: "added", src: c.src.id, dst: c.dst.id, ref1: ConnectionSet.NONE.toString(), ref2: c.conn.toString() });
+      out.push({
+        diffType: "added",
+        src: c.src.id,
+        dst: c.dst.id,
+        ref1: ConnectionSet.NONE.toString(),
+        ref2: c.conn.toString(),
+      });
     } else if (!before.equals(c.conn)) {
-      out.push({ diffType: "changed", src: c.src.id, dst: c.dst.id, ref1: before.toString(), ref2: c.conn.toString() });
+      out.push({
+        diffType: "changed",
+        src: c.src.id,
+        dst: c.dst.id,
+        ref1: before.toString(),
+        ref2: c.conn.toString(),
+      });
     }
   }
   for (const c of left.connections) {
     if (!leftMap.has(key(c.src.id, c.dst.id))) continue;
-    out.push({ diffType: "removed", src: c.src.id, dst: c.dst.id, ref1: c.conn.toString(), ref2: ConnectionSet.NONE.toString() });
+    out.push({
+      diffType: "removed",
+      src: c.src.id,
+      dst: c.dst.id,
+      ref1: c.conn.toString(),
+      ref2: ConnectionSet.NONE.toString(),
+    });
   }
   const order: Record<DiffType, number> = { changed: 0, added: 1, removed: 2 };
   return out.sort(
-    (x, y) => order[x.diffType] - order[y.diffType] || (x.src < y.src ? -1 : x.src > y.src ? 1 : x.dst < y.dst ? -1 : x.dst > y.dst ? 1 : 0),
+    (x, y) =>
+      order[x.diffType] - order[y.diffType] ||
+      (x.src < y.src ? -1 : x.src > y.src ? 1 : x.dst < y.dst ? -1 : x.dst > y.dst ? 1 : 0),
   );
 }

@@ -1,7 +1,7 @@
 import type { Connection } from "./connectivity.js";
 import { ConnectionSet } from "./connset.js";
 import type { Engine } from "./engine.js";
-import { type SideExplanation, policyName } from "./model.js";
+import { policyName, type SideExplanation } from "./model.js";
 import { csvField } from "./output/csv.js";
 import { mdCell } from "./output/md.js";
 import type { Format } from "./output/rows.js";
@@ -32,7 +32,8 @@ export function describeSide(s: SideExplanation): string {
     return `${head}: all allowed by default, no policy selects the ${s.direction === "egress" ? "source" : "destination"} for ${s.direction}`;
   }
   const by = s.isolatedBy.map(policyName).join(", ");
-  if (s.contributions.length === 0) return `${head}: denied by default, isolated by ${by} and no rule matches the peer`;
+  if (s.contributions.length === 0)
+    return `${head}: denied by default, isolated by ${by} and no rule matches the peer`;
   const rules = s.contributions
     .map((c) => `${policyName(c.policy)} ${s.direction} rule ${c.rule} allows ${c.allowed.toString()}`)
     .join("; ");
@@ -44,24 +45,40 @@ function sideJson(s: SideExplanation) {
     layer: s.layer,
     direction: s.direction,
     isolatedBy: s.isolatedBy.map(policyName),
-    rules: s.contributions.map((c) => ({ policy: policyName(c.policy), rule: c.rule, conn: c.allowed.toString() })),
+    rules: s.contributions.map((c) => ({
+      policy: policyName(c.policy),
+      rule: c.rule,
+      conn: c.allowed.toString(),
+    })),
     allowed: s.allowed.toString(),
   };
 }
 
-export function formatExplanation(engine: Engine, connections: readonly Connection[], format: Format): string {
+export function formatExplanation(
+  engine: Engine,
+  connections: readonly Connection[],
+  format: Format,
+): string {
   const pairs = connections.map((c) => explainPair(engine, c));
   switch (format) {
     case "json":
       return `${JSON.stringify(
-        pairs.map((p) => ({ src: p.src, dst: p.dst, allowed: p.allowed, denied: p.denied, sides: p.sides.map(sideJson) })),
+        pairs.map((p) => ({
+          src: p.src,
+          dst: p.dst,
+          allowed: p.allowed,
+          denied: p.denied,
+          sides: p.sides.map(sideJson),
+        })),
         null,
         2,
       )}\n`;
     case "csv":
       return `${[
         "src,dst,allowed,denied,explanation",
-        ...pairs.map((p) => [p.src, p.dst, p.allowed, p.denied, p.sides.map(describeSide).join(" | ")].map(csvField).join(",")),
+        ...pairs.map((p) =>
+          [p.src, p.dst, p.allowed, p.denied, p.sides.map(describeSide).join(" | ")].map(csvField).join(","),
+        ),
       ].join("\n")}\n`;
     case "md":
       return `${[

@@ -5,7 +5,9 @@ import type { Direction, PolicyRef } from "./netpol/model.js";
 export type { Direction, PolicyRef };
 
 /** One end of a flow: a pod of the cluster, or an IPv4 address outside it. */
-export type Endpoint = { readonly kind: "pod"; readonly pod: Pod } | { readonly kind: "ip"; readonly ip: number };
+export type Endpoint =
+  | { readonly kind: "pod"; readonly pod: Pod }
+  | { readonly kind: "ip"; readonly ip: number };
 
 /**
  * What the engine decides on. Later layers read more of it (the caller's SPIFFE identity,

@@ -10,7 +10,8 @@ export const oraclesDir = process.env.TESSERA_ORACLES ?? join(repoRoot, "..", "s
 
 export function oracle(...parts: string[]): string {
   const p = join(oraclesDir, ...parts);
-  if (!existsSync(p)) throw new Error(`oracle data missing: ${p} (set TESSERA_ORACLES to the shared/oracles folder)`);
+  if (!existsSync(p))
+    throw new Error(`oracle data missing: ${p} (set TESSERA_ORACLES to the shared/oracles folder)`);
   return p;
 }
 

@@ -13,7 +13,10 @@ const scenarios = readdirSync(root, { withFileTypes: true })
   .sort();
 
 function run(args: string[]): { stdout: string; stderr: string; status: number | null } {
-  const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, [cliPath, ...args], {
+    encoding: "utf8",
+    maxBuffer: 256 * 1024 * 1024,
+  });
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
 

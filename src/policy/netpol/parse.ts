@@ -22,7 +22,8 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
   const fail = (code: string, message: string): never => {
     throw new InputError(code, message, obj.source, object);
   };
-  if (obj.spec !== undefined && obj.spec !== null && !isObj(obj.spec)) fail("invalid-spec", "spec must be a map");
+  if (obj.spec !== undefined && obj.spec !== null && !isObj(obj.spec))
+    fail("invalid-spec", "spec must be a map");
   const spec = (obj.spec ?? {}) as Obj;
   const podSelector = parseSelector(spec.podSelector, "spec.podSelector", obj.source, object);
 
@@ -90,7 +91,12 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     egress: egressIsolation ? egress : [],
   };
 
-  function parseRule(raw: unknown, direction: Direction, index: number, fail: (c: string, m: string) => never): NetpolRule {
+  function parseRule(
+    raw: unknown,
+    direction: Direction,
+    index: number,
+    fail: (c: string, m: string) => never,
+  ): NetpolRule {
     const at = `spec.${direction}[${index}]`;
     if (!isObj(raw)) return fail("invalid-rule", `${at} must be a map`);
     const peersField = direction === "ingress" ? "from" : "to";
@@ -141,7 +147,9 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
       namespaceSelector: has("namespaceSelector")
         ? parseSelector(raw.namespaceSelector, `${at}.namespaceSelector`, obj.source, object)
         : undefined,
-      podSelector: has("podSelector") ? parseSelector(raw.podSelector, `${at}.podSelector`, obj.source, object) : undefined,
+      podSelector: has("podSelector")
+        ? parseSelector(raw.podSelector, `${at}.podSelector`, obj.source, object)
+        : undefined,
     };
   }
 
@@ -150,7 +158,10 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     const cidrText = raw.cidr;
     const cidr = typeof cidrText === "string" ? parseCidr(cidrText) : undefined;
     if (!cidr) {
-      return fail("invalid-cidr", `CIDR error: invalid CIDR address: ${at}.cidr "${String(cidrText)}" (expected like 10.0.0.0/8)`);
+      return fail(
+        "invalid-cidr",
+        `CIDR error: invalid CIDR address: ${at}.cidr "${String(cidrText)}" (expected like 10.0.0.0/8)`,
+      );
     }
     const exceptRaw = raw.except ?? [];
     if (!Array.isArray(exceptRaw)) return fail("invalid-cidr", `${at}.except must be a list`);
@@ -161,11 +172,21 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
       if (!ex) fail("invalid-cidr", `CIDR error: invalid CIDR address: ${at}.except[${i}] "${String(e)}"`);
       const exc = ex as NonNullable<typeof ex>;
       if (exc.family !== cidr.family) {
-        fail("invalid-cidr", `${at}.except[${i}] "${exc.text}" is not in the same IP family as cidr ${cidr.text}`);
+        fail(
+          "invalid-cidr",
+          `${at}.except[${i}] "${exc.text}" is not in the same IP family as cidr ${cidr.text}`,
+        );
       }
       if (exc.family === 4 && cidr.family === 4) {
-        if (exc.start < cidr.start || exc.end > cidr.end || (exc.start === cidr.start && exc.end === cidr.end)) {
-          fail("except-outside-cidr", `${at}.except[${i}] "${exc.text}" must be a strict subset of cidr ${cidr.text}`);
+        if (
+          exc.start < cidr.start ||
+          exc.end > cidr.end ||
+          (exc.start === cidr.start && exc.end === cidr.end)
+        ) {
+          fail(
+            "except-outside-cidr",
+            `${at}.except[${i}] "${exc.text}" must be a strict subset of cidr ${cidr.text}`,
+          );
         }
         ipv4 = iv.subtract(ipv4, [exc.start, exc.end]);
       }
@@ -177,7 +198,8 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
   function parsePort(raw: unknown, at: string): NetpolPort {
     if (!isObj(raw)) return fail("invalid-port", `${at} must be a map`);
     const protocol: Protocol | undefined = parseProtocol(raw.protocol);
-    if (!protocol) return fail("invalid-protocol", `${at}.protocol: "${String(raw.protocol)}" is not TCP, UDP or SCTP`);
+    if (!protocol)
+      return fail("invalid-protocol", `${at}.protocol: "${String(raw.protocol)}" is not TCP, UDP or SCTP`);
     let port: number | string | undefined;
     const p = raw.port;
     if (p !== undefined && p !== null) {
@@ -191,7 +213,8 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
         port = p;
       } else {
         const n = Number(p);
-        if (!Number.isInteger(n) || n < 1 || n > 65535) fail("invalid-port", `${at}.port: ${String(p)} is out of range 1-65535`);
+        if (!Number.isInteger(n) || n < 1 || n > 65535)
+          fail("invalid-port", `${at}.port: ${String(p)} is out of range 1-65535`);
         port = n;
       }
     }
@@ -217,4 +240,3 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     return { protocol, port, endPort };
   }
 }
-

@@ -30,7 +30,12 @@ export function resolvePorts(ports: readonly NetpolPort[], named: NamedPorts | u
   return out;
 }
 
-function portSet(protocol: Protocol, port: number | string | undefined, endPort: number | undefined, named: NamedPorts | undefined) {
+function portSet(
+  protocol: Protocol,
+  port: number | string | undefined,
+  endPort: number | undefined,
+  named: NamedPorts | undefined,
+) {
   if (port === undefined) return ConnectionSet.allOf(protocol);
   if (typeof port === "number") return ConnectionSet.of(protocol, [port, endPort ?? port]);
   const resolved = named?.get(`${port}/${protocol}`);

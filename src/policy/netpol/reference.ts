@@ -64,7 +64,9 @@ export class ReferenceNetpol {
     );
     if (isolating.length === 0) return true;
     return isolating.some((p) =>
-      p[direction].some((r) => this.ruleMatches(p, r, peer) && this.ruleAllowsPort(r, flow.dst, flow.protocol, flow.port)),
+      p[direction].some(
+        (r) => this.ruleMatches(p, r, peer) && this.ruleAllowsPort(r, flow.dst, flow.protocol, flow.port),
+      ),
     );
   }
 
@@ -102,7 +104,8 @@ export class ReferenceNetpol {
       const starts = [...cuts[protocol]].filter((x) => x <= 65535).sort((a, b) => a - b);
       starts.forEach((start, i) => {
         const end = (starts[i + 1] ?? 65536) - 1;
-        if (this.decide({ src, dst, protocol, port: start })) out = out.union(ConnectionSet.of(protocol, [start, end]));
+        if (this.decide({ src, dst, protocol, port: start }))
+          out = out.union(ConnectionSet.of(protocol, [start, end]));
       });
     }
     return out;

@@ -25,8 +25,11 @@ export function formatDiff(entries: readonly DiffEntry[], format: Format): strin
     case "dot": {
       const lines = ["digraph {", '\tlabel="Connectivity Diff"', '\tlabelloc="t"'];
       for (const e of entries) {
-        const label = e.diffType === "changed" ? `${e.ref1} -> ${e.ref2}` : e.diffType === "added" ? e.ref2 : e.ref1;
-        lines.push(`\t${q(e.src)} -> ${q(e.dst)} [label=${q(label)} color=${COLORS[e.diffType]} fontcolor=${COLORS[e.diffType]}]`);
+        const label =
+          e.diffType === "changed" ? `${e.ref1} -> ${e.ref2}` : e.diffType === "added" ? e.ref2 : e.ref1;
+        lines.push(
+          `\t${q(e.src)} -> ${q(e.dst)} [label=${q(label)} color=${COLORS[e.diffType]} fontcolor=${COLORS[e.diffType]}]`,
+        );
       }
       lines.push("}");
       return `${lines.join("\n")}\n`;

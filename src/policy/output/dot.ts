@@ -23,15 +23,23 @@ export function formatDot(rows: readonly Row[]): string {
     list.push(n);
     byNamespace.set(ns, list);
   }
-  const out = ["digraph {", "\tlabel=\"Connectivity Graph\"", "\tlabelloc=\"t\"", "\tfontsize=20", "\tnode [shape=ellipse]"];
+  const out = [
+    "digraph {",
+    '\tlabel="Connectivity Graph"',
+    '\tlabelloc="t"',
+    "\tfontsize=20",
+    "\tnode [shape=ellipse]",
+  ];
   let i = 0;
   for (const [ns, list] of byNamespace) {
     out.push(`\tsubgraph cluster_${i++} {`, `\t\tlabel=${q(ns)}`, "\t\tstyle=dashed");
     for (const n of list) out.push(`\t\t${q(n)} [label=${q(n.slice(ns.length + 1))}]`);
     out.push("\t}");
   }
-  for (const n of external) out.push(`\t${q(n)} [shape=box color=red2 label=${q(n.replace("[External]", ""))}]`);
-  for (const r of rows) out.push(`\t${q(r.src)} -> ${q(r.dst)} [label=${q(r.conn)} color=gold2 fontcolor=darkgreen]`);
+  for (const n of external)
+    out.push(`\t${q(n)} [shape=box color=red2 label=${q(n.replace("[External]", ""))}]`);
+  for (const r of rows)
+    out.push(`\t${q(r.src)} -> ${q(r.dst)} [label=${q(r.conn)} color=gold2 fontcolor=darkgreen]`);
   out.push("}");
   return `${out.join("\n")}\n`;
 }

@@ -5,6 +5,10 @@ export function mdCell(s: string): string {
 }
 
 export function formatMd(rows: readonly Row[]): string {
-  const lines = ["| src | dst | conn |", "|-----|-----|------|", ...rows.map((r) => `| ${mdCell(r.src)} | ${mdCell(r.dst)} | ${mdCell(r.conn)} |`)];
+  const lines = [
+    "| src | dst | conn |",
+    "|-----|-----|------|",
+    ...rows.map((r) => `| ${mdCell(r.src)} | ${mdCell(r.dst)} | ${mdCell(r.conn)} |`),
+  ];
   return `${lines.join("\n")}\n`;
 }
