@@ -18,6 +18,18 @@ export interface Flow {
   readonly dst: Endpoint;
   readonly protocol: Protocol;
   readonly port: number;
+  /** The caller's authenticated identity (a SPIFFE ID), when the connection carried one (mTLS). */
+  readonly identity?: string;
+  /** The request, for layers that authorize at L7. */
+  readonly http?: HttpRequest;
+}
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly host: string;
+  /** Lower-case header names. */
+  readonly headers: Readonly<Record<string, string>>;
 }
 
 /** Why a layer let a flow pass or stopped it: the policy and rule that decided, or the default. */
