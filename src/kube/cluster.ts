@@ -1,4 +1,4 @@
-import { type Diagnostics, InputError, type SourceRef } from "./errors.js";
+import { type Diagnostics, displayValue, InputError, type SourceRef } from "./errors.js";
 import { parseIPv4 } from "./ip.js";
 import { type Labels, readLabels } from "./labels.js";
 import type { RawObject } from "./load.js";
@@ -7,8 +7,8 @@ import {
   type ContainerPort,
   type Namespace,
   objectName,
-  type PolicyObject,
   type Pod,
+  type PolicyObject,
   parseProtocol,
   type Service,
   type ServicePort,
@@ -25,7 +25,19 @@ function asObject(v: unknown): Obj | undefined {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : undefined;
 }
 
-export function metadataOf(raw: RawObject): { kind: string; name: string; namespace: string | undefined; meta: Obj } {
+export function metadataOf(raw: RawObject): {
+  kind: string;
+  name: string;
+  namespace: string | undefined;
+  meta: Obj;
+} {
+  if (typeof raw.value !== "object" || raw.value === null) {
+    throw new InputError(
+      "not-an-object",
+      "a document must be a Kubernetes object (a map with kind)",
+      raw.source,
+    );
+  }
   const kind = raw.value.kind;
   if (typeof kind !== "string" || kind === "") {
     throw new InputError(
@@ -49,7 +61,12 @@ export function metadataOf(raw: RawObject): { kind: string; name: string; namesp
 function readPort(value: unknown, field: string, source: SourceRef, object: string): number {
   const n = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 65535) {
-    throw new InputError("invalid-port", `${field}: port ${String(value)} is out of range 1-65535`, source, object);
+    throw new InputError(
+      "invalid-port",
+      `${field}: port ${displayValue(value)} is out of range 1-65535`,
+      source,
+      object,
+    );
   }
   return n;
 }
@@ -73,12 +90,19 @@ export function readContainerPorts(
         if (!po) throw new InputError("invalid-port", `${field} must be a map`, source, object);
         const protocol = parseProtocol(po.protocol);
         if (!protocol) {
-          throw new InputError("invalid-protocol", `${field}.protocol: ${String(po.protocol)} is not TCP, UDP or SCTP`, source, object);
+          throw new InputError(
+            "invalid-protocol",
+            `${field}.protocol: ${displayValue(po.protocol)} is not TCP, UDP or SCTP`,
+            source,
+            object,
+          );
         }
         const name = typeof po.name === "string" && po.name !== "" ? po.name : undefined;
         if (po.containerPort === undefined || po.containerPort === null) {
           // The API server would refuse this pod; as written it serves nothing on that entry.
-          const others = Object.keys(po).filter((k) => !["name", "protocol", "hostPort", "hostIP"].includes(k));
+          const others = Object.keys(po).filter(
+            (k) => !["name", "protocol", "hostPort", "hostIP"].includes(k),
+          );
           diag?.warn(
             "missing-container-port",
             `${field}: containerPort is missing${others.length ? ` (unknown field ${others.map((k) => `"${k}"`).join(", ")})` : ""}; the entry is ignored, so named port "${name ?? ""}" resolves to nothing`,
@@ -87,7 +111,11 @@ export function readContainerPorts(
           );
           return;
         }
-        ports.push({ name, port: readPort(po.containerPort, `${field}.containerPort`, source, object), protocol });
+        ports.push({
+          name,
+          port: readPort(po.containerPort, `${field}.containerPort`, source, object),
+          protocol,
+        });
       });
     });
   }
@@ -125,7 +153,12 @@ function readService(raw: RawObject, namespace: string, name: string): Service {
       const port = readPort(po.port, `${field}.port`, raw.source, object);
       const protocol = parseProtocol(po.protocol);
       if (!protocol) {
-        throw new InputError("invalid-protocol", `${field}.protocol: ${String(po.protocol)} is not TCP, UDP or SCTP`, raw.source, object);
+        throw new InputError(
+          "invalid-protocol",
+          `${field}.protocol: ${displayValue(po.protocol)} is not TCP, UDP or SCTP`,
+          raw.source,
+          object,
+        );
       }
       const tp = po.targetPort;
       const targetPort =
@@ -170,7 +203,11 @@ export function buildCluster(raws: readonly RawObject[], diag: Diagnostics): Clu
     seen.set(key, raw.source);
     const object = objectName(kind, ns, name);
     if (kind === "Namespace") {
-      const labels = { ...readLabels(meta.labels, "metadata.labels", raw.source, object) };
+      // No prototype, as readLabels returns: selectors look labels up by key.
+      const labels: Record<string, string> = Object.assign(
+        Object.create(null),
+        readLabels(meta.labels, "metadata.labels", raw.source, object),
+      );
       labels["kubernetes.io/metadata.name"] = name;
       namespaces.set(name, { name, labels, source: raw.source });
     } else if (kind === "Pod") {
@@ -182,7 +219,7 @@ export function buildCluster(raws: readonly RawObject[], diag: Diagnostics): Clu
     } else if (POLICY_KINDS.has(kind)) {
       policies.push({
         kind,
-        apiVersion: String(raw.value.apiVersion ?? ""),
+        apiVersion: displayValue(raw.value.apiVersion ?? ""),
         namespace: ns as string,
         name,
         spec: raw.value.spec,
@@ -195,7 +232,11 @@ export function buildCluster(raws: readonly RawObject[], diag: Diagnostics): Clu
     }
   }
   for (const [kind, { count, source }] of skipped) {
-    diag.warn("unknown-kind", `skipped ${count} object(s) of kind ${kind}: not analyzed by this version`, source);
+    diag.warn(
+      "unknown-kind",
+      `skipped ${count} object(s) of kind ${kind}: not analyzed by this version`,
+      source,
+    );
   }
 
   const pods: Pod[] = [];
@@ -242,7 +283,7 @@ export function buildCluster(raws: readonly RawObject[], diag: Diagnostics): Clu
     if (!namespaces.has(p.namespace)) {
       namespaces.set(p.namespace, {
         name: p.namespace,
-        labels: { "kubernetes.io/metadata.name": p.namespace },
+        labels: Object.assign(Object.create(null), { "kubernetes.io/metadata.name": p.namespace }),
         source: undefined,
       });
     }
@@ -253,7 +294,7 @@ export function buildCluster(raws: readonly RawObject[], diag: Diagnostics): Clu
 function readAnnotations(raw: unknown): Labels {
   const out: Record<string, string> = Object.create(null);
   const obj = asObject(raw);
-  if (obj) for (const [k, v] of Object.entries(obj)) out[k] = typeof v === "string" ? v : String(v);
+  if (obj) for (const [k, v] of Object.entries(obj)) out[k] = displayValue(v);
   return out;
 }
 

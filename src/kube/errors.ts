@@ -4,6 +4,23 @@ export interface SourceRef {
   line: number;
 }
 
+/**
+ * A value as written, for messages. Never throws: `String()` and template literals throw on a
+ * map such as `{toString: 1}` (a valid YAML/JSON object), and print `[object Object]` for others.
+ */
+export function displayValue(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value !== "object" || value === null) return String(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  text ??= Object.prototype.toString.call(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
 export function formatSource(source: SourceRef | undefined): string {
   return source ? `${source.file}:${source.line}` : "<input>";
 }

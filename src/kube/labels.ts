@@ -39,7 +39,6 @@ export function readLabels(raw: unknown, field: string, source: SourceRef, objec
     const keyProblem = labelKeyProblem(k);
     if (keyProblem)
       throw new InputError("invalid-label-key", `${field}: key "${k}": ${keyProblem}`, source, object);
-    const value = v === null || v === undefined ? "" : typeof v === "string" ? v : String(v);
     if (typeof v === "object" && v !== null) {
       throw new InputError(
         "invalid-label-value",
@@ -48,6 +47,8 @@ export function readLabels(raw: unknown, field: string, source: SourceRef, objec
         object,
       );
     }
+    // After the check above: String() throws on some maps (`{toString: 1}`).
+    const value = v === null || v === undefined ? "" : typeof v === "string" ? v : String(v);
     const valueProblem = labelValueProblem(value);
     if (valueProblem) {
       throw new InputError(

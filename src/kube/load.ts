@@ -73,13 +73,23 @@ export function parseObjects(input: InputText): RawObject[] {
     lineCounter: counter,
     uniqueKeys: false,
     prettyErrors: false,
+    // No process warnings on stderr (e.g. a map used as a key): bad keys fail validation later.
+    logLevel: "error",
   });
   const out: RawObject[] = [];
   const list = Array.isArray(docs) ? docs : [docs];
   for (const doc of list) {
     const error = doc.errors[0];
     if (error) {
-      const line = error.linePos?.[0]?.line ?? counter.linePos(error.pos[0]).line;
+      // An error found at the end of a document (an unclosed bracket or quote) is reported at
+      // the next document's `---` or past the last line: point at the document's last text.
+      let offset = error.pos[0];
+      const [docStart, docEnd] = doc.range;
+      if (offset >= docEnd && docEnd > docStart) {
+        offset = docEnd - 1;
+        while (offset > docStart && /\s/.test(input.text[offset] ?? "")) offset--;
+      }
+      const line = error.linePos?.[0]?.line ?? counter.linePos(offset).line;
       const message = error.message.split("\n")[0] ?? error.message;
       throw new InputError("malformed-yaml", `malformed YAML or JSON: ${message}`, {
         file: input.name,
@@ -87,8 +97,16 @@ export function parseObjects(input: InputText): RawObject[] {
       });
     }
     if (doc.contents === null) continue;
-    const value: unknown = doc.toJS({ maxAliasCount: 1000 });
     const source = { file: input.name, line: lineOf(doc.contents, counter) };
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 1000 });
+    } catch (e) {
+      // The yaml library throws (ReferenceError) on an alias without anchor and on alias
+      // expansion beyond maxAliasCount ("billion laughs").
+      const message = e instanceof Error ? e.message : String(e);
+      throw new InputError("malformed-yaml", `malformed YAML or JSON: ${message}`, source);
+    }
     if (value === null || value === undefined) continue;
     if (typeof value !== "object" || Array.isArray(value)) {
       throw new InputError(

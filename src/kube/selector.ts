@@ -1,4 +1,4 @@
-import { InputError, type SourceRef } from "./errors.js";
+import { displayValue, InputError, type SourceRef } from "./errors.js";
 import { type Labels, labelKeyProblem, labelValueProblem } from "./labels.js";
 
 export type SelectorOperator = "In" | "NotIn" | "Exists" | "DoesNotExist";
@@ -24,7 +24,9 @@ export interface LabelSelector {
 const OPERATORS: readonly SelectorOperator[] = ["In", "NotIn", "Exists", "DoesNotExist"];
 
 function requirementMatches(r: Requirement, labels: Labels): boolean {
-  const value = labels[r.key];
+  // Own labels only: a key such as "constructor" must not find Object.prototype's member on a
+  // labels object that has a prototype.
+  const value = Object.hasOwn(labels, r.key) ? labels[r.key] : undefined;
   switch (r.operator) {
     case "In":
       return value !== undefined && r.values.includes(value);
@@ -104,13 +106,17 @@ export function parseSelector(raw: unknown, field: string, source: SourceRef, ob
       if (typeof op !== "string" || !OPERATORS.includes(op as SelectorOperator)) {
         fail(
           "invalid-selector-operator",
-          `${at}.operator: "${String(op)}" is not a valid label selector operator (expected one of ${OPERATORS.join(", ")})`,
+          `${at}.operator: "${displayValue(op)}" is not a valid label selector operator (expected one of ${OPERATORS.join(", ")})`,
         );
       }
       const operator = op as SelectorOperator;
       const rawValues = expr.values ?? [];
       if (!Array.isArray(rawValues)) fail("invalid-selector", `${at}.values must be a list`);
-      const values = (rawValues as unknown[]).map((v) => (v === null ? "" : String(v)));
+      const values = (rawValues as unknown[]).map((v, j) => {
+        if (typeof v === "object" && v !== null)
+          fail("invalid-selector", `${at}.values[${j}] must be a string`);
+        return v === null || v === undefined ? "" : String(v);
+      });
       if ((operator === "In" || operator === "NotIn") && values.length === 0) {
         fail("invalid-selector", `${at}.values: must be specified when operator is ${operator}`);
       }

@@ -1,4 +1,4 @@
-import { type Diagnostics, InputError } from "../../kube/errors.js";
+import { type Diagnostics, displayValue, InputError } from "../../kube/errors.js";
 import { parseCidr } from "../../kube/ip.js";
 import { objectName, type PolicyObject, type Protocol, parseProtocol } from "../../kube/objects.js";
 import { parseSelector } from "../../kube/selector.js";
@@ -42,7 +42,7 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     for (const t of typesRaw as unknown[]) {
       if (t === "Ingress") ingressIsolation = true;
       else if (t === "Egress") egressIsolation = true;
-      else fail("invalid-policy-types", `spec.policyTypes: "${String(t)}" is not Ingress or Egress`);
+      else fail("invalid-policy-types", `spec.policyTypes: "${displayValue(t)}" is not Ingress or Egress`);
     }
   }
 
@@ -160,7 +160,7 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     if (!cidr) {
       return fail(
         "invalid-cidr",
-        `CIDR error: invalid CIDR address: ${at}.cidr "${String(cidrText)}" (expected like 10.0.0.0/8)`,
+        `CIDR error: invalid CIDR address: ${at}.cidr "${displayValue(cidrText)}" (expected like 10.0.0.0/8)`,
       );
     }
     const exceptRaw = raw.except ?? [];
@@ -169,7 +169,8 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     let ipv4: iv.Intervals = cidr.family === 4 ? [cidr.start, cidr.end] : iv.EMPTY;
     (exceptRaw as unknown[]).forEach((e, i) => {
       const ex = typeof e === "string" ? parseCidr(e) : undefined;
-      if (!ex) fail("invalid-cidr", `CIDR error: invalid CIDR address: ${at}.except[${i}] "${String(e)}"`);
+      if (!ex)
+        fail("invalid-cidr", `CIDR error: invalid CIDR address: ${at}.except[${i}] "${displayValue(e)}"`);
       const exc = ex as NonNullable<typeof ex>;
       if (exc.family !== cidr.family) {
         fail(
@@ -199,7 +200,10 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
     if (!isObj(raw)) return fail("invalid-port", `${at} must be a map`);
     const protocol: Protocol | undefined = parseProtocol(raw.protocol);
     if (!protocol)
-      return fail("invalid-protocol", `${at}.protocol: "${String(raw.protocol)}" is not TCP, UDP or SCTP`);
+      return fail(
+        "invalid-protocol",
+        `${at}.protocol: "${displayValue(raw.protocol)}" is not TCP, UDP or SCTP`,
+      );
     let port: number | string | undefined;
     const p = raw.port;
     if (p !== undefined && p !== null) {
@@ -212,9 +216,16 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
         }
         port = p;
       } else {
+        if (typeof p !== "number" && typeof p !== "string") {
+          // Number(true) is 1 and Number({toString: 1}) throws: only numbers and names are ports.
+          fail(
+            "invalid-port",
+            `${at}.port: ${displayValue(p)} must be a port number (1-65535) or a port name`,
+          );
+        }
         const n = Number(p);
         if (!Number.isInteger(n) || n < 1 || n > 65535)
-          fail("invalid-port", `${at}.port: ${String(p)} is out of range 1-65535`);
+          fail("invalid-port", `${at}.port: ${displayValue(p)} is out of range 1-65535`);
         port = n;
       }
     }
@@ -228,11 +239,11 @@ export function parseNetworkPolicy(obj: PolicyObject, diag: Diagnostics): Networ
         );
       }
       if (port === undefined) fail("invalid-port", `${at}: endPort may not be set without port`);
-      const n = Number(e);
+      const n = typeof e === "number" || (typeof e === "string" && /^\d+$/.test(e)) ? Number(e) : Number.NaN;
       if (!Number.isInteger(n) || n < 1 || n > 65535 || n < (port as number)) {
         fail(
           "invalid-port-range",
-          `${at}: port range ${String(port)}-${String(e)} is illegal; start and end values of the port range should be in 1-65535 and end may not be less than start`,
+          `${at}: port range ${String(port)}-${displayValue(e)} is illegal; start and end values of the port range should be in 1-65535 and end may not be less than start`,
         );
       }
       endPort = n;
