@@ -113,7 +113,11 @@ export function resolveWorkloads(
     const top = topOf(o);
     const w = group(top.namespace, top.name, top.kind, top.raw.source);
     if (w.pods.length > 0) continue;
-    const pod = templatePod(w, templateOf(top) ?? templateOf(o), objectName(top.kind, top.namespace, top.name));
+    const pod = templatePod(
+      w,
+      templateOf(top) ?? templateOf(o),
+      objectName(top.kind, top.namespace, top.name),
+    );
     pod.workload = w;
     w.pods.push(pod);
   }

@@ -1,6 +1,6 @@
-import type { Cluster, Pod, Workload } from "../kube/objects.js";
-import { formatRange } from "../kube/ip.js";
 import type { Diagnostics } from "../kube/errors.js";
+import { formatRange } from "../kube/ip.js";
+import type { Cluster, Pod, Workload } from "../kube/objects.js";
 import { ConnectionSet } from "./connset.js";
 import type { Engine } from "./engine.js";
 import type { Endpoint } from "./model.js";
@@ -14,7 +14,13 @@ export type Peer =
       readonly pods: readonly Pod[];
       readonly endpoint: Endpoint;
     }
-  | { readonly kind: "external"; readonly id: string; readonly start: number; readonly end: number; readonly endpoint: Endpoint };
+  | {
+      readonly kind: "external";
+      readonly id: string;
+      readonly start: number;
+      readonly end: number;
+      readonly endpoint: Endpoint;
+    };
 
 export interface Connection {
   readonly src: Peer;
@@ -62,24 +68,41 @@ export function workloadPeers(cluster: Cluster, engine: Engine, diag?: Diagnosti
     }
     if (groups.size === 1) {
       const pods = [...groups.values()][0] as Pod[];
-      peers.push({ kind: "workload", id: w.id, workload: w, pods, endpoint: { kind: "pod", pod: pods[0] as Pod } });
+      peers.push({
+        kind: "workload",
+        id: w.id,
+        workload: w,
+        pods,
+        endpoint: { kind: "pod", pod: pods[0] as Pod },
+      });
       continue;
     }
     const keys = new Set<string>();
     for (const p of w.pods) for (const k of Object.keys(p.labels)) keys.add(k);
-    const differing = [...keys]
-      .filter((k) => new Set(w.pods.map((p) => p.labels[k])).size > 1)
-      .sort();
+    const differing = [...keys].filter((k) => new Set(w.pods.map((p) => p.labels[k])).size > 1).sort();
+    const byLabels = new Map<string, number>();
+    for (const pods of groups.values()) {
+      const text = labelText(pods[0] as Pod, differing);
+      byLabels.set(text, (byLabels.get(text) ?? 0) + 1);
+    }
     const names: string[] = [];
     for (const pods of groups.values()) {
       const first = pods[0] as Pod;
-      const id = `${w.id}{${labelText(first, differing)}}`;
+      // Labels name a group when they tell it apart; otherwise (pod IP in or out of an ipBlock,
+      // different named ports) the group's first pod does.
+      const text = labelText(first, differing);
+      const unique = text !== "" && byLabels.get(text) === 1;
+      const id = `${w.id}{${unique ? text : `${text ? `${text},` : ""}pod=${first.name}`}}`;
       names.push(id);
       peers.push({ kind: "workload", id, workload: w, pods, endpoint: { kind: "pod", pod: first } });
     }
+    const why =
+      differing.length > 0
+        ? `different labels (${differing.join(", ")})`
+        : "different pod IPs or named ports";
     diag?.warn(
       "workload-split",
-      `pods of ${w.id} carry different labels (${differing.join(", ")}) that network policies tell apart; analyzed as ${groups.size} groups: ${names.join(" ")}`,
+      `pods of ${w.id} have ${why} that network policies tell apart; analyzed as ${groups.size} groups: ${names.join(" ")}`,
       w.source,
       w.id,
     );
@@ -103,11 +126,21 @@ export function externalRanges(boundaries: readonly number[]): Array<[number, nu
 export function matchesFocus(peer: Peer, focus: string): boolean {
   if (peer.kind !== "workload") return false;
   const w = peer.workload;
-  return focus === peer.id || focus === w.id || focus === `${w.namespace}/${w.name}` || (w.namespace === "default" && focus === w.name);
+  return (
+    focus === peer.id ||
+    focus === w.id ||
+    focus === `${w.namespace}/${w.name}` ||
+    (w.namespace === "default" && focus === w.name)
+  );
 }
 
 /** Every allowed connection between workloads, and between workloads and external ranges. */
-export function connectivity(cluster: Cluster, engine: Engine, options: ConnectivityOptions = {}, diag?: Diagnostics): ConnectivityResult {
+export function connectivity(
+  cluster: Cluster,
+  engine: Engine,
+  options: ConnectivityOptions = {},
+  diag?: Diagnostics,
+): ConnectivityResult {
   const workloads = workloadPeers(cluster, engine, diag);
   const boundaries = new Set([...engine.ipBoundaries(), ...(options.extraBoundaries ?? [])]);
   const externals: Peer[] = externalRanges([...boundaries].sort((a, b) => a - b)).map(([start, end]) =>
@@ -119,7 +152,8 @@ export function connectivity(cluster: Cluster, engine: Engine, options: Connecti
   const inFocus = (p: Peer) => !focused || focused.includes(p);
 
   const layers = engine.layers;
-  const classesOf = (p: Peer): number[] => layers.map((l) => (p.endpoint.kind === "pod" ? l.classOf(p.endpoint.pod) : -1));
+  const classesOf = (p: Peer): number[] =>
+    layers.map((l) => (p.endpoint.kind === "pod" ? l.classOf(p.endpoint.pod) : -1));
   const wClasses = workloads.map(classesOf);
   const connections: Connection[] = [];
   const pairAllowed = (src: Peer, sc: number[], dst: Peer, dc: number[]): ConnectionSet => {
@@ -159,7 +193,13 @@ export function connectivity(cluster: Cluster, engine: Engine, options: Connecti
 }
 
 function externalPeer(start: number, end: number): Peer {
-  return { kind: "external", id: `${formatRange(start, end)}[External]`, start, end, endpoint: { kind: "ip", ip: start } };
+  return {
+    kind: "external",
+    id: `${formatRange(start, end)}[External]`,
+    start,
+    end,
+    endpoint: { kind: "ip", ip: start },
+  };
 }
 
 /**
@@ -173,14 +213,21 @@ export function joinExternalRanges(connections: readonly Connection[]): Connecti
   const flush = () => {
     if (!run) return;
     const ext = externalPeer(run.start, run.end);
-    out.push(run.outgoing ? { src: run.other, dst: ext, conn: run.conn } : { src: ext, dst: run.other, conn: run.conn });
+    out.push(
+      run.outgoing
+        ? { src: run.other, dst: ext, conn: run.conn }
+        : { src: ext, dst: run.other, conn: run.conn },
+    );
     run = undefined;
   };
   const external = connections.filter((c) => c.src.kind === "external" || c.dst.kind === "external");
   for (const c of connections) if (c.src.kind !== "external" && c.dst.kind !== "external") out.push(c);
   const key = (c: Connection) => (c.src.kind === "external" ? `in\0${c.dst.id}` : `out\0${c.src.id}`);
-  const rangeOf = (c: Connection) => (c.src.kind === "external" ? c.src : c.dst) as Extract<Peer, { kind: "external" }>;
-  const sorted = [...external].sort((a, b) => compareIds(key(a), key(b)) || rangeOf(a).start - rangeOf(b).start);
+  const rangeOf = (c: Connection) =>
+    (c.src.kind === "external" ? c.src : c.dst) as Extract<Peer, { kind: "external" }>;
+  const sorted = [...external].sort(
+    (a, b) => compareIds(key(a), key(b)) || rangeOf(a).start - rangeOf(b).start,
+  );
   let runKey = "";
   for (const c of sorted) {
     const r = rangeOf(c);
@@ -205,5 +252,6 @@ function compareIds(a: string, b: string): number {
 export class FocusError extends Error {
   constructor(readonly focus: string) {
     super(`--focus ${focus}: no such workload in the input (use ns/name or ns/name[Kind])`);
+    this.name = "FocusError";
   }
 }

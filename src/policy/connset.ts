@@ -122,7 +122,13 @@ export class ConnectionSet {
       const r = /^(\d+)(?:-(\d+))?$/.exec(rest.trim());
       if (!r) throw new Error(`connection set "${text}": bad port token "${token}"`);
       const s = Number(r[1]);
-      ranges[current].push([s, r[2] ? Number(r[2]) : s]);
+      const e = r[2] ? Number(r[2]) : s;
+      if (s < MIN_PORT || e > MAX_PORT || e < s) {
+        throw new Error(
+          `connection set "${text}": port range ${rest.trim()} is not within ${MIN_PORT}-${MAX_PORT} in ascending order`,
+        );
+      }
+      ranges[current].push([s, e]);
     }
     return ConnectionSet.fromRecord({
       SCTP: iv.fromRanges(ranges.SCTP),

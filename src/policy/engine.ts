@@ -79,7 +79,9 @@ export interface CompiledPolicies {
 
 /** Parses every policy object of the cluster and compiles the layers. */
 export function compile(cluster: Cluster, diag: Diagnostics): CompiledPolicies {
-  const networkPolicies = cluster.policies.filter((p) => p.kind === "NetworkPolicy").map((p) => parseNetworkPolicy(p, diag));
+  const networkPolicies = cluster.policies
+    .filter((p) => p.kind === "NetworkPolicy")
+    .map((p) => parseNetworkPolicy(p, diag));
   if (networkPolicies.length === 0 && cluster.pods.length > 0) {
     diag.warn("no-network-policies", "no NetworkPolicy in the input: every connection is allowed");
   }

@@ -21,7 +21,9 @@ describe("tessera connectivity", () => {
   });
 
   it("prints the same connections in every format", () => {
-    const json = JSON.parse(tessera(["connectivity", shop, "-o", "json"]).stdout) as Array<Record<string, string>>;
+    const json = JSON.parse(tessera(["connectivity", shop, "-o", "json"]).stdout) as Array<
+      Record<string, string>
+    >;
     const txt = tessera(["connectivity", shop]).stdout.trim().split("\n");
     assert.deepEqual(
       json.map((c) => `${c.src} => ${c.dst} : ${c.conn}`),
@@ -63,8 +65,13 @@ describe("tessera connectivity", () => {
       r.stdout,
       /shop\/catalog\[Deployment\] => shop\/redis\[StatefulSet\]\n {2}allowed: No Connections\n {2}denied: {2}All Connections\n {2}egress \(NetworkPolicy\): isolated by shop\/default-deny, shop\/allow-dns-egress, shop\/backends; shop\/backends egress rule 0 allows TCP 6379\n {2}ingress \(NetworkPolicy\): denied by default, isolated by shop\/default-deny, shop\/redis and no rule matches the peer/,
     );
-    const json = JSON.parse(tessera(["connectivity", shop, "--focus", "shop/redis", "--explain", "-o", "json"]).stdout);
-    const pair = json.find((p: { src: string; dst: string }) => p.src === "shop/cart[Deployment]" && p.dst === "shop/redis[StatefulSet]");
+    const json = JSON.parse(
+      tessera(["connectivity", shop, "--focus", "shop/redis", "--explain", "-o", "json"]).stdout,
+    );
+    const pair = json.find(
+      (p: { src: string; dst: string }) =>
+        p.src === "shop/cart[Deployment]" && p.dst === "shop/redis[StatefulSet]",
+    );
     assert.equal(pair.allowed, "TCP 6379");
     assert.deepEqual(pair.sides[1].rules, [{ policy: "shop/redis", rule: 0, conn: "TCP 6379" }]);
   });
@@ -106,14 +113,23 @@ describe("tessera can", () => {
     assert.equal(tessera(["can", "-f", shop, "198.51.100.7", "shop/frontend:8080"]).status, 0);
     assert.equal(tessera(["can", "-f", shop, "10.1.2.3", "shop/frontend:8080"]).status, 1);
     assert.equal(tessera(["can", "-f", shop, "payments/api", "203.0.113.9:443"]).status, 0);
-    assert.equal(tessera(["can", "-f", shop, "shop/cart", "kube-system/coredns:53", "--protocol", "udp"]).status, 0);
-    assert.equal(tessera(["can", "-f", shop, "shop/cart", "kube-system/coredns:53", "--protocol", "sctp"]).status, 1);
+    assert.equal(
+      tessera(["can", "-f", shop, "shop/cart", "kube-system/coredns:53", "--protocol", "udp"]).status,
+      0,
+    );
+    assert.equal(
+      tessera(["can", "-f", shop, "shop/cart", "kube-system/coredns:53", "--protocol", "sctp"]).status,
+      1,
+    );
   });
 
   it("without a port, prints what is allowed", () => {
     const r = tessera(["can", "-f", shop, "shop/cart", "kube-system/coredns"]);
     assert.equal(r.status, 0);
-    assert.match(r.stdout, /^ALLOWED shop\/cart\[Deployment\] => kube-system\/coredns\[DaemonSet\]: TCP 53,UDP 53/);
+    assert.match(
+      r.stdout,
+      /^ALLOWED shop\/cart\[Deployment\] => kube-system\/coredns\[DaemonSet\]: TCP 53,UDP 53/,
+    );
   });
 
   it("refuses unknown endpoints and bad ports with exit 2", () => {
@@ -128,7 +144,11 @@ describe("tessera can", () => {
     const out = JSON.parse(r.stdout);
     assert.equal(out.allowed, true);
     assert.deepEqual(
-      out.checks[0].trace.map((s: { direction: string; policy: string; rule: number }) => [s.direction, s.policy, s.rule]),
+      out.checks[0].trace.map((s: { direction: string; policy: string; rule: number }) => [
+        s.direction,
+        s.policy,
+        s.rule,
+      ]),
       [
         ["egress", "shop/frontend", 0],
         ["ingress", "shop/backends", 0],
@@ -142,8 +162,8 @@ describe("tessera diff", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("reports added, removed and changed pairs by meaning", () => {
-    const base = ["00-namespaces.yaml", "10-workloads.yaml", "20-default-deny.yaml", "30-allow.yaml"].map((f) =>
-      readFileSync(join(shop, f), "utf8"),
+    const base = ["00-namespaces.yaml", "10-workloads.yaml", "20-default-deny.yaml", "30-allow.yaml"].map(
+      (f) => readFileSync(join(shop, f), "utf8"),
     );
     const before = join(dir, "before.yaml");
     const afterFile = join(dir, "after.yaml");
@@ -151,7 +171,10 @@ describe("tessera diff", () => {
     // Let catalog reach redis too, and drop the payments egress to the card processor.
     const changed = base
       .join("\n---\n")
-      .replace("            matchLabels: { app: cart }\n      ports:\n        - { port: redis }", "            matchLabels: { tier: api }\n      ports:\n        - { port: redis }")
+      .replace(
+        "            matchLabels: { app: cart }\n      ports:\n        - { port: redis }",
+        "            matchLabels: { tier: api }\n      ports:\n        - { port: redis }",
+      )
       .replace("            cidr: 203.0.113.0/24", "            cidr: 203.0.113.0/25");
     assert.notEqual(changed, base.join("\n---\n"));
     writeFileSync(afterFile, changed);

@@ -13,7 +13,9 @@ describe("semantic connection-list comparison", () => {
 
   it("equates All Connections with its three protocols and merges duplicate lines", () => {
     const a = parseTxt("ns/a[Pod] => ns/b[Pod] : All Connections\n");
-    const b = parseTxt("ns/a[Pod] => ns/b[Pod] : SCTP 1-65535,TCP 1-65535\nns/a[Pod] => ns/b[Pod] : UDP 1-65535\n");
+    const b = parseTxt(
+      "ns/a[Pod] => ns/b[Pod] : SCTP 1-65535,TCP 1-65535\nns/a[Pod] => ns/b[Pod] : UDP 1-65535\n",
+    );
     assert.deepEqual(compareConnLists(a, b), []);
   });
 

@@ -41,7 +41,10 @@ describe("loading objects", () => {
   });
 
   it("reads JSON", () => {
-    const raws = parseObjects({ name: "f.json", text: '{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"x"}}' });
+    const raws = parseObjects({
+      name: "f.json",
+      text: '{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"x"}}',
+    });
     assert.equal(raws.length, 1);
     assert.equal(raws[0]?.value.kind, "Namespace");
   });
@@ -50,15 +53,23 @@ describe("loading objects", () => {
     const text = yaml(["kind: Pod", "metadata:", "  name: a", "  labels: {a: b", "spec: {}"]);
     assert.throws(
       () => parseObjects({ name: "bad.yaml", text }),
-      (e: unknown) => e instanceof InputError && e.code === "malformed-yaml" && e.source?.file === "bad.yaml" && (e.source?.line ?? 0) >= 4,
+      (e: unknown) =>
+        e instanceof InputError &&
+        e.code === "malformed-yaml" &&
+        e.source?.file === "bad.yaml" &&
+        (e.source?.line ?? 0) >= 4,
     );
   });
 
   it("refuses an object without kind and names the file and line", () => {
-    const raws = parseObjects({ name: "k.yaml", text: yaml(["---", "apiVersion: v1", "metadata: {name: x}"]) });
+    const raws = parseObjects({
+      name: "k.yaml",
+      text: yaml(["---", "apiVersion: v1", "metadata: {name: x}"]),
+    });
     assert.throws(
       () => buildCluster(raws, new Diagnostics()),
-      (e: unknown) => e instanceof InputError && e.code === "missing-kind" && e.describe().startsWith("k.yaml:2:"),
+      (e: unknown) =>
+        e instanceof InputError && e.code === "missing-kind" && e.describe().startsWith("k.yaml:2:"),
     );
   });
 
@@ -88,8 +99,18 @@ describe("loading objects", () => {
 
   it("refuses two objects of one kind with one name in one namespace", () => {
     assert.throws(
-      () => clusterFromText(yaml(["kind: Namespace", "metadata: {name: blue}", "---", "kind: Namespace", "metadata: {name: blue}"])),
-      (e: unknown) => e instanceof InputError && e.code === "duplicate-object" && /already exists/.test(e.message),
+      () =>
+        clusterFromText(
+          yaml([
+            "kind: Namespace",
+            "metadata: {name: blue}",
+            "---",
+            "kind: Namespace",
+            "metadata: {name: blue}",
+          ]),
+        ),
+      (e: unknown) =>
+        e instanceof InputError && e.code === "duplicate-object" && /already exists/.test(e.message),
     );
   });
 
@@ -103,7 +124,10 @@ describe("loading objects", () => {
         "metadata: {name: p, namespace: b}",
       ]),
     );
-    assert.deepEqual({ ...cluster.namespaces.get("a")?.labels }, { team: "x", "kubernetes.io/metadata.name": "a" });
+    assert.deepEqual(
+      { ...cluster.namespaces.get("a")?.labels },
+      { team: "x", "kubernetes.io/metadata.name": "a" },
+    );
     assert.deepEqual({ ...cluster.namespaces.get("b")?.labels }, { "kubernetes.io/metadata.name": "b" });
   });
 

@@ -25,8 +25,17 @@ const workload = (kind: string, name: string, owner?: { kind: string; name: stri
   },
   spec:
     kind === "CronJob"
-      ? { jobTemplate: { spec: { template: { metadata: { labels: { app: name } }, spec: { containers: [] } } } } }
-      : { template: { metadata: { labels: { app: name } }, spec: { serviceAccountName: `${name}-sa`, containers: [] } } },
+      ? {
+          jobTemplate: {
+            spec: { template: { metadata: { labels: { app: name } }, spec: { containers: [] } } },
+          },
+        }
+      : {
+          template: {
+            metadata: { labels: { app: name } },
+            spec: { serviceAccountName: `${name}-sa`, containers: [] },
+          },
+        },
 });
 
 describe("workloads: pods grouped by top-level owner in the input", () => {

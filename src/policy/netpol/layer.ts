@@ -1,6 +1,6 @@
 import { parseCidr } from "../../kube/ip.js";
-import type { Cluster, Pod } from "../../kube/objects.js";
 import type { Labels } from "../../kube/labels.js";
+import type { Cluster, Pod } from "../../kube/objects.js";
 import { Bitset } from "../bitset.js";
 import { ConnectionSet } from "../connset.js";
 import * as iv from "../intervals.js";
@@ -67,7 +67,8 @@ export class NetpolLayer implements Layer {
   ) {
     this.boundaries = ipBoundariesOf(policies);
     const raw = groupRawClasses(cluster, this.boundaries);
-    const nsLabels = (ns: string): Labels => cluster.namespaces.get(ns)?.labels ?? { "kubernetes.io/metadata.name": ns };
+    const nsLabels = (ns: string): Labels =>
+      cluster.namespaces.get(ns)?.labels ?? { "kubernetes.io/metadata.name": ns };
 
     // Every selector gets an id; a raw class's signature is the ids that match it.
     const signatures: number[][] = raw.list.map(() => []);
@@ -90,11 +91,13 @@ export class NetpolLayer implements Layer {
       for (const direction of ["ingress", "egress"] as const) {
         for (const rule of p[direction]) {
           const hit = new Set<number>();
-          for (const peer of rule.peers ?? []) {
+          // A policy that selects no pod never applies: its peers must not split classes.
+          for (const peer of matched.length > 0 ? (rule.peers ?? []) : []) {
             if (peer.kind === "pods") {
               for (const ns of namespacesOf(peer.namespaceSelector, p.ref.namespace)) {
                 for (const rc of raw.byNamespace.get(ns) ?? []) {
-                  if (!peer.podSelector || peer.podSelector.matches((raw.list[rc] as RawClass).labels)) hit.add(rc);
+                  if (!peer.podSelector || peer.podSelector.matches((raw.list[rc] as RawClass).labels))
+                    hit.add(rc);
                 }
               }
             } else {
@@ -111,11 +114,24 @@ export class NetpolLayer implements Layer {
       }
     });
 
-    // Raw classes with equal signatures and named ports are one class.
+    // Raw classes with equal signatures and equal values for the named ports that rules use
+    // are one class; other container port names cannot change an answer.
+    const referenced = new Set<string>();
+    for (const p of policies) {
+      for (const rule of [...p.ingress, ...p.egress]) {
+        for (const port of rule.ports)
+          if (typeof port.port === "string") referenced.add(`${port.port}/${port.protocol}`);
+      }
+    }
+    const usedNamedKey = (named: NamedPorts) => {
+      let key = "";
+      for (const k of referenced) key += `${named.get(k) ?? "-"},`;
+      return key;
+    };
     const finalOf = new Int32Array(raw.list.length);
     const byKey = new Map<string, number>();
     raw.list.forEach((rc, i) => {
-      const key = `${rc.namespace}\0${(signatures[i] as number[]).join(",")}\0${rc.namedKey}`;
+      const key = `${rc.namespace}\0${(signatures[i] as number[]).join(",")}\0${usedNamedKey(rc.named)}`;
       let idx = byKey.get(key);
       if (idx === undefined) {
         idx = this.classes.length;
@@ -134,7 +150,8 @@ export class NetpolLayer implements Layer {
       const peerClasses = new Bitset(n);
       for (const rc of ruleMatches[id] as number[]) peerClasses.add(finalOf[rc] as number);
       let peerIps: iv.Intervals = iv.EMPTY;
-      for (const peer of rule.peers ?? []) if (peer.kind === "ipBlock") peerIps = iv.union(peerIps, peer.ipv4);
+      for (const peer of rule.peers ?? [])
+        if (peer.kind === "ipBlock") peerIps = iv.union(peerIps, peer.ipv4);
       return {
         id,
         policy: (policies[policy] as NetworkPolicy).ref,
@@ -174,7 +191,8 @@ export class NetpolLayer implements Layer {
 
   classOf(pod: Pod): number {
     const c = this.classIndex.get(pod);
-    if (c === undefined) throw new Error(`pod ${pod.namespace}/${pod.name} is not part of the compiled cluster`);
+    if (c === undefined)
+      throw new Error(`pod ${pod.namespace}/${pod.name} is not part of the compiled cluster`);
     return c;
   }
 
@@ -253,10 +271,21 @@ export class NetpolLayer implements Layer {
     return steps;
   }
 
-  private decideSide(direction: Direction, side: Side, peer: Endpoint, peerClass: number, dstClass: number, flow: Flow): TraceStep {
-    if (side.policies.length === 0) return { layer: this.name, direction, allowed: true, default: NOT_ISOLATED[direction] };
+  private decideSide(
+    direction: Direction,
+    side: Side,
+    peer: Endpoint,
+    peerClass: number,
+    dstClass: number,
+    flow: Flow,
+  ): TraceStep {
+    if (side.policies.length === 0)
+      return { layer: this.name, direction, allowed: true, default: NOT_ISOLATED[direction] };
     for (const r of side.rules) {
-      if (this.ruleMatchesPeer(r, peer, peerClass) && this.rulePorts(r, dstClass).has(flow.protocol, flow.port)) {
+      if (
+        this.ruleMatchesPeer(r, peer, peerClass) &&
+        this.rulePorts(r, dstClass).has(flow.protocol, flow.port)
+      ) {
         return { layer: this.name, direction, allowed: true, policy: r.policy, rule: r.index };
       }
     }

@@ -7,7 +7,7 @@ import type { Direction, NetpolPeer, NetpolPort, NetpolRule, NetworkPolicy } fro
 
 type Obj = Record<string, unknown>;
 
-const IANA_SVC_NAME = /^(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?!-))*$/;
+const IANA_SVC_NAME = /^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
 
 function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
