@@ -4,6 +4,7 @@ import { compile } from "../policy/engine.js";
 import { formatExplanation } from "../policy/explain.js";
 import { FORMATS, type Format, formatRows, toRows } from "../policy/output/index.js";
 import { collectPaths, EXIT_OK, loadInputs, printWarnings, run } from "./common.js";
+import { progressReporter } from "./progress.js";
 
 export function connectivityCommand(): Command {
   return new Command("connectivity")
@@ -47,12 +48,14 @@ Exit status: 0 on success, 2 for bad input (the message names file, line and obj
         run(() => {
           const loaded = loadInputs([...opts.filename, ...paths]);
           const compiled = compile(loaded.cluster, loaded.diagnostics);
+          const progress = progressReporter("connectivity: source workloads");
           const result = connectivity(
             loaded.cluster,
             compiled.engine,
-            { focus: opts.focus, includeDenied: opts.explain === true },
+            { focus: opts.focus, includeDenied: opts.explain === true, onProgress: progress.update },
             loaded.diagnostics,
           );
+          progress.done();
           printWarnings(loaded, opts.quiet === true);
           if (opts.explain) {
             process.stdout.write(formatExplanation(compiled.engine, result.connections, opts.output));

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { isMap, isSeq, LineCounter, type Node, parseAllDocuments } from "yaml";
 import { InputError, type SourceRef } from "./errors.js";
+import { jsonItemOffsets, linesOfOffsets } from "./json-positions.js";
 
 /** One Kubernetes object as written, with where it was written. */
 export interface RawObject {
@@ -68,6 +69,56 @@ function lineOf(node: Node | null | undefined, counter: LineCounter): number {
  * unwrapped; items of a typed list may omit `kind`, which the list implies.
  */
 export function parseObjects(input: InputText): RawObject[] {
+  const trimmed = input.text.trimStart();
+  if (trimmed.startsWith("{")) {
+    const fast = parseJsonObject(input);
+    if (fast) return fast;
+  }
+  return parseYamlObjects(input);
+}
+
+/** The fast path for one JSON object; undefined when the text is not plain JSON (YAML then reports). */
+function parseJsonObject(input: InputText): RawObject[] | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(input.text);
+  } catch {
+    return undefined;
+  }
+  const start = input.text.length - input.text.trimStart().length;
+  const source = { file: input.name, line: linesOfOffsets(input.text, [start])[0] ?? 1 };
+  let itemLines: number[] | undefined;
+  return unwrapList(value as Record<string, unknown>, source, (i) => {
+    itemLines ??= linesOfOffsets(input.text, jsonItemOffsets(input.text));
+    return itemLines[i] ?? source.line;
+  });
+}
+
+/**
+ * One document's object, or the items of a `List` or typed list (`PodList`, ...), whose
+ * items may omit `kind`, which the list implies.
+ */
+function unwrapList(
+  obj: Record<string, unknown>,
+  source: SourceRef,
+  itemLine: (i: number) => number,
+): RawObject[] {
+  const kind = obj.kind;
+  if (!(typeof kind === "string" && kind.endsWith("List") && Array.isArray(obj.items)))
+    return [{ value: obj, source }];
+  const implied = kind === "List" ? undefined : kind.slice(0, -"List".length);
+  return (obj.items as unknown[]).map((item, i) => {
+    const itemSource = { file: source.file, line: itemLine(i) };
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      throw new InputError("not-an-object", `${kind} item ${i} must be a Kubernetes object`, itemSource);
+    }
+    const itemObj = item as Record<string, unknown>;
+    if (itemObj.kind === undefined && implied) itemObj.kind = implied;
+    return { value: itemObj, source: itemSource };
+  });
+}
+
+function parseYamlObjects(input: InputText): RawObject[] {
   const counter = new LineCounter();
   const docs = parseAllDocuments(input.text, {
     lineCounter: counter,
@@ -116,23 +167,13 @@ export function parseObjects(input: InputText): RawObject[] {
       );
     }
     const obj = value as Record<string, unknown>;
-    const kind = obj.kind;
-    if (typeof kind === "string" && kind.endsWith("List") && Array.isArray(obj.items)) {
-      const implied = kind === "List" ? undefined : kind.slice(0, -"List".length);
-      const itemsNode = isMap(doc.contents) ? doc.contents.get("items", true) : undefined;
-      (obj.items as unknown[]).forEach((item, i) => {
+    const itemsNode = isMap(doc.contents) ? doc.contents.get("items", true) : undefined;
+    out.push(
+      ...unwrapList(obj, source, (i) => {
         const node = isSeq(itemsNode) ? (itemsNode.items[i] as Node | undefined) : undefined;
-        const itemSource = { file: input.name, line: node ? lineOf(node, counter) : source.line };
-        if (typeof item !== "object" || item === null || Array.isArray(item)) {
-          throw new InputError("not-an-object", `${kind} item ${i} must be a Kubernetes object`, itemSource);
-        }
-        const itemObj = item as Record<string, unknown>;
-        if (itemObj.kind === undefined && implied) itemObj.kind = implied;
-        out.push({ value: itemObj, source: itemSource });
-      });
-      continue;
-    }
-    out.push({ value: obj, source });
+        return node ? lineOf(node, counter) : source.line;
+      }),
+    );
   }
   return out;
 }

@@ -40,6 +40,8 @@ export interface ConnectivityOptions {
    * the same to the same workload (diff needs the cut form so both sides line up).
    */
   readonly splitExternal?: boolean;
+  /** Called now and then with the number of source peers done, for a progress display. */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 export interface ConnectivityResult {
@@ -173,6 +175,7 @@ export function connectivity(
   };
   const none = layers.map(() => -1);
   for (let i = 0; i < workloads.length; i++) {
+    if (options.onProgress && i % 256 === 0) options.onProgress(i, workloads.length);
     const src = workloads[i] as Peer;
     const sc = wClasses[i] as number[];
     for (let j = 0; j < workloads.length; j++) {

@@ -15,15 +15,18 @@ export function interval(start: number, end: number): Intervals {
 export function fromRanges(ranges: ReadonlyArray<readonly [number, number]>): Intervals {
   const sorted = ranges.filter(([s, e]) => s <= e).sort((a, b) => a[0] - b[0]);
   const out: number[] = [];
-  for (const [s, e] of sorted) {
-    const last = out.length - 1;
-    if (last > 0 && s <= (out[last] as number) + 1) {
-      if (e > (out[last] as number)) out[last] = e;
-    } else {
-      out.push(s, e);
-    }
-  }
+  for (const [s, e] of sorted) appendMerged(out, s, e);
   return out;
+}
+
+/** Appends [s, e] to canonical intervals whose starts are all <= s, merging when it touches the last. */
+function appendMerged(out: number[], s: number, e: number): void {
+  const last = out.length - 1;
+  if (last > 0 && s <= (out[last] as number) + 1) {
+    if (e > (out[last] as number)) out[last] = e;
+  } else {
+    out.push(s, e);
+  }
 }
 
 export function union(a: Intervals, b: Intervals): Intervals {
@@ -44,12 +47,7 @@ export function union(a: Intervals, b: Intervals): Intervals {
       e = b[j + 1] as number;
       j += 2;
     }
-    const last = out.length - 1;
-    if (last > 0 && s <= (out[last] as number) + 1) {
-      if (e > (out[last] as number)) out[last] = e;
-    } else {
-      out.push(s, e);
-    }
+    appendMerged(out, s, e);
   }
   return out;
 }
