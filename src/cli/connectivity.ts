@@ -46,9 +46,12 @@ Exit status: 0 on success, 2 for bad input (the message names file, line and obj
         opts: { filename: string[]; output: Format; explain?: boolean; focus?: string; quiet?: boolean },
       ) =>
         run(() => {
+          const progress = progressReporter();
+          progress.phase("reading inputs");
           const loaded = loadInputs([...opts.filename, ...paths]);
+          progress.phase("compiling policies");
           const compiled = compile(loaded.cluster, loaded.diagnostics);
-          const progress = progressReporter("connectivity: source workloads");
+          progress.phase("connectivity of source workloads");
           const result = connectivity(
             loaded.cluster,
             compiled.engine,
