@@ -14,6 +14,7 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { clusterFromObjects } from "../src/kube/index.js";
+import { parseObjects } from "../src/kube/load.js";
 import type { Pod, Protocol } from "../src/kube/objects.js";
 import { type ConnectivityResult, connectivity } from "../src/policy/connectivity.js";
 import type { ConnectionSet } from "../src/policy/connset.js";
@@ -63,6 +64,8 @@ interface SizeResult {
   runs: number;
   warnings: Record<string, number>;
   generateMs: number;
+  parseJsonMs: number;
+  jsonBytes: number;
   loadMs: number;
   compileMs: number;
   connectivityMs: number;
@@ -301,6 +304,13 @@ function runSize(size: number, opts: Options): SizeResult {
   const synth = gen.value;
   log(size, `generated ${formatCount(synth.objects.length)} objects in ${formatMs(gen.ms)} (not counted)`);
 
+  // Reading the same cluster as `kubectl get -o json` prints it: one List, parsed with positions.
+  const jsonText = JSON.stringify({ apiVersion: "v1", kind: "List", items: synth.objects }, null, 2);
+  const parses: number[] = [];
+  for (let r = 0; r < 3; r++)
+    parses.push(timed(() => parseObjects({ name: "cluster.json", text: jsonText })).ms);
+  log(size, `parsed ${formatBytes(jsonText.length)} of JSON in ${formatMs(median(parses))}`);
+
   // load + compile + connectivity: median of 3 runs where cheap (up to 10k pods, or when the
   // first run took under 20 s).
   let runs = size <= 10_000 ? 3 : 1;
@@ -437,6 +447,8 @@ function runSize(size: number, opts: Options): SizeResult {
     runs,
     warnings: p.warnings,
     generateMs: gen.ms,
+    parseJsonMs: median(parses),
+    jsonBytes: jsonText.length,
     loadMs: median(loads),
     compileMs: median(compiles),
     connectivityMs: median(conns),
@@ -507,6 +519,10 @@ function report(results: readonly SizeResult[], opts: Options): string {
     row("NetworkPolicies", (r) => formatCount(r.policies)),
     row("runs (median of)", (r) => String(r.runs)),
     row("generate objects (not counted)", (r) => formatMs(r.generateMs)),
+    row(
+      "parse as kubectl -o json text (not counted)",
+      (r) => `${formatMs(r.parseJsonMs)} / ${formatBytes(r.jsonBytes)}`,
+    ),
     blank("pipeline"),
     row("  load (clusterFromObjects)", (r) => formatMs(r.loadMs)),
     row("  compile", (r) => formatMs(r.compileMs)),
