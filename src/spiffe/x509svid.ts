@@ -760,9 +760,12 @@ function computeLeafId(info: CertInfo): SpiffeId {
   return id;
 }
 
-function checkLeaf(info: CertInfo): void {
+/** Reports a broken rule: `fail` throws at the first, `x509SvidProblems` collects them all. */
+type Report = (reason: X509SvidErrorReason, message: string, certIndex?: number) => void;
+
+function checkLeaf(info: CertInfo, report: Report = fail): void {
   if (info.ca === true) {
-    fail(
+    report(
       "leaf-ca-true",
       "the leaf certificate must not be a CA: basicConstraints cA must be false (X509-SVID §4.1, §5.2)",
       0,
@@ -770,28 +773,29 @@ function checkLeaf(info: CertInfo): void {
   }
   const ku = info.keyUsage;
   if (ku === undefined) {
-    fail(
+    report(
       "leaf-no-key-usage",
       "the leaf certificate has no keyUsage extension; it must have one with digitalSignature set (X509-SVID §4.3)",
       0,
     );
+    return;
   }
   if (!(ku & KU_DIGITAL_SIGNATURE)) {
-    fail(
+    report(
       "leaf-no-digital-signature",
       "the leaf certificate must have digitalSignature set in keyUsage (X509-SVID §4.3)",
       0,
     );
   }
   if (ku & KU_KEY_CERT_SIGN) {
-    fail(
+    report(
       "leaf-key-cert-sign",
       "the leaf certificate must not have keyCertSign set in keyUsage (X509-SVID §4.3, §5.2)",
       0,
     );
   }
   if (ku & KU_CRL_SIGN) {
-    fail(
+    report(
       "leaf-crl-sign",
       "the leaf certificate must not have cRLSign set in keyUsage (X509-SVID §4.3, §5.2)",
       0,
@@ -799,16 +803,16 @@ function checkLeaf(info: CertInfo): void {
   }
 }
 
-function checkSigning(info: CertInfo, i: number): void {
+function checkSigning(info: CertInfo, i: number, report: Report = fail): void {
   if (info.ca !== true) {
-    fail(
+    report(
       "intermediate-no-ca",
       `${role(i)} must be a CA: basicConstraints cA must be true (X509-SVID §3.2, §4.1)`,
       i,
     );
   }
   if (info.keyUsage === undefined || !(info.keyUsage & KU_KEY_CERT_SIGN)) {
-    fail(
+    report(
       "intermediate-no-key-cert-sign",
       `${role(i)} must have keyCertSign set in keyUsage (X509-SVID §3.2, §4.3)`,
       i,
@@ -816,10 +820,10 @@ function checkSigning(info: CertInfo, i: number): void {
   }
 }
 
-function checkStrict(infos: readonly CertInfo[]): void {
+function checkStrict(infos: readonly CertInfo[], report: Report = fail): void {
   const leaf = infos[0] as CertInfo;
   if (leaf.subjectEmpty && leaf.sanCritical !== true) {
-    fail(
+    report(
       "empty-subject-san-not-critical",
       "the leaf certificate has an empty subject, so its SAN extension must be critical (X509-SVID §3.1, RFC 5280 §4.1.2.6)",
       0,
@@ -827,7 +831,7 @@ function checkStrict(infos: readonly CertInfo[]): void {
   }
   for (let i = 0; i < infos.length; i++) {
     if ((infos[i] as CertInfo).kuCritical !== true) {
-      fail(
+      report(
         "key-usage-not-critical",
         `${role(i)} must mark its keyUsage extension critical (X509-SVID §4.3)`,
         i,
@@ -835,7 +839,7 @@ function checkStrict(infos: readonly CertInfo[]): void {
     }
   }
   if (leaf.eku && !(leaf.eku.includes(OID_SERVER_AUTH) && leaf.eku.includes(OID_CLIENT_AUTH))) {
-    fail(
+    report(
       "leaf-ext-key-usage",
       "the leaf certificate's extended key usage must include both serverAuth and clientAuth when present (X509-SVID §4.4)",
       0,
@@ -851,7 +855,7 @@ function checkStrict(infos: readonly CertInfo[]): void {
         // an invalid ID in a signing certificate is reported as having a path: it is not the bare trust domain
       }
       if (hasPath) {
-        fail("signing-cert-id-has-path", `${role(i)}'s SPIFFE ID must not have a path (X509-SVID §3.2)`, i);
+        report("signing-cert-id-has-path", `${role(i)}'s SPIFFE ID must not have a path (X509-SVID §3.2)`, i);
       }
     }
   }
@@ -876,6 +880,45 @@ function structural(
   for (let i = 1; i < infos.length; i++) checkSigning(infos[i] as CertInfo, i);
   if (options.strict) checkStrict(infos);
   return [id, infos];
+}
+
+/**
+ * Every X.509-SVID rule a chain breaks (leaf first), for inspection tools; empty when the
+ * chain is a structurally valid X.509-SVID. No dates and no signatures are checked.
+ */
+export function x509SvidProblems(
+  certs: readonly X509Certificate[],
+  options: X509SvidValidationOptions = {},
+): X509SvidError[] {
+  const problems: X509SvidError[] = [];
+  const report: Report = (reason, message, certIndex) => {
+    problems.push(new X509SvidError(reason, message, certIndex));
+  };
+  const collect = (check: () => void) => {
+    try {
+      check();
+    } catch (e) {
+      if (!(e instanceof X509SvidError)) throw e;
+      problems.push(e);
+    }
+  };
+  if (certs.length === 0) {
+    collect(() => structural(certs, options));
+    return problems;
+  }
+  collect(() => {
+    if (certs.length > MAX_CHAIN_LENGTH) structural(certs, options);
+  });
+  let infos: CertInfo[] = [];
+  collect(() => {
+    infos = certs.map(getInfo);
+  });
+  if (infos.length === 0) return problems;
+  collect(() => leafIdOf(infos[0] as CertInfo));
+  checkLeaf(infos[0] as CertInfo, report);
+  for (let i = 1; i < infos.length; i++) checkSigning(infos[i] as CertInfo, i, report);
+  if (options.strict) checkStrict(infos, report);
+  return problems;
 }
 
 /**
