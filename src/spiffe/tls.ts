@@ -56,7 +56,10 @@ export function verifyPeer(
   at: Date = new Date(),
 ): SpiffeId {
   // OpenSSL appends the anchor it found in the shared store; the SPIFFE check finds its own.
-  const presented = chain.length > 1 && chain.at(-1)?.checkIssued(chain.at(-1) as X509Certificate) ? chain.slice(0, -1) : chain;
+  const presented =
+    chain.length > 1 && chain.at(-1)?.checkIssued(chain.at(-1) as X509Certificate)
+      ? chain.slice(0, -1)
+      : chain;
   const { id } = verifyX509Svid(presented, bundles, { at });
   authorizer(id, presented);
   return id;
@@ -92,7 +95,12 @@ export function createSpiffeTlsServer(
   server.on("secureConnection", (socket) => {
     let peerId: SpiffeId;
     try {
-      peerId = verifyPeer(peerChain(socket.getPeerCertificate(true)), source, authorizer, now?.() ?? new Date());
+      peerId = verifyPeer(
+        peerChain(socket.getPeerCertificate(true)),
+        source,
+        authorizer,
+        now?.() ?? new Date(),
+      );
     } catch (e) {
       server.emit("spiffeError", e, socket);
       socket.destroy();
@@ -104,7 +112,8 @@ export function createSpiffeTlsServer(
   return server;
 }
 
-export interface SpiffeConnectOptions extends Omit<tls.ConnectionOptions, "key" | "cert" | "ca" | "checkServerIdentity"> {
+export interface SpiffeConnectOptions
+  extends Omit<tls.ConnectionOptions, "key" | "cert" | "ca" | "checkServerIdentity"> {
   readonly now?: () => Date;
 }
 

@@ -13,7 +13,12 @@ import {
 } from "../../src/spiffe/authorizer.js";
 import { X509Bundle } from "../../src/spiffe/bundle/x509bundle.js";
 import { SpiffeId, TrustDomain } from "../../src/spiffe/id.js";
-import { connectSpiffeTls, createSpiffeTlsServer, type SpiffeTlsSocket, type TlsSource } from "../../src/spiffe/tls.js";
+import {
+  connectSpiffeTls,
+  createSpiffeTlsServer,
+  type SpiffeTlsSocket,
+  type TlsSource,
+} from "../../src/spiffe/tls.js";
 import { X509Svid } from "../../src/spiffe/x509svid.js";
 import { type IssuedSvid, TestCa } from "./testca.js";
 
@@ -93,7 +98,10 @@ describe("mTLS with X.509-SVIDs", () => {
 
   it("authenticates both sides and hands over the peer's SPIFFE ID", async () => {
     const { port } = await start(authorizeId(SpiffeId.parse(clientId)));
-    const socket = await connectSpiffeTls(client, authorizeId(SpiffeId.parse(serverId)), { host: "127.0.0.1", port });
+    const socket = await connectSpiffeTls(client, authorizeId(SpiffeId.parse(serverId)), {
+      host: "127.0.0.1",
+      port,
+    });
     assert.equal(String(socket.peerId), serverId);
     assert.equal(await request(socket, "hello"), `${clientId} said hello`);
   });
@@ -101,7 +109,10 @@ describe("mTLS with X.509-SVIDs", () => {
   it("refuses a server that fails the client's authorizer, naming the rule", async () => {
     const { port } = await start();
     await assert.rejects(
-      connectSpiffeTls(client, authorizeId(SpiffeId.parse("spiffe://example.org/other")), { host: "127.0.0.1", port }),
+      connectSpiffeTls(client, authorizeId(SpiffeId.parse("spiffe://example.org/other")), {
+        host: "127.0.0.1",
+        port,
+      }),
       (e: unknown) => e instanceof AuthorizationError && /exact ID/.test(e.message) && e.rule === "exact-id",
     );
   });
@@ -131,7 +142,10 @@ describe("mTLS with X.509-SVIDs", () => {
     socket.on("error", () => {});
     const [error] = (await refused) as [Error & { reason?: string }];
     assert.equal(error.name, "X509SvidError");
-    assert.ok(["unknown-authority", "verify-failed", "signature-invalid"].includes(error.reason ?? ""), error.message);
+    assert.ok(
+      ["unknown-authority", "verify-failed", "signature-invalid"].includes(error.reason ?? ""),
+      error.message,
+    );
   });
 
   it("follows rotation without restarting, also for clients that send no SNI", async () => {
@@ -154,7 +168,10 @@ describe("mTLS with X.509-SVIDs", () => {
     const later = () => new Date(Date.now() + 10 * 365 * 24 * 3600 * 1000);
     await assert.rejects(
       connectSpiffeTls(client, authorizeAny(), { host: "127.0.0.1", port, now: later }),
-      (e: unknown) => e instanceof Error && e.name === "X509SvidError" && /expired/.test((e as { reason?: string }).reason ?? ""),
+      (e: unknown) =>
+        e instanceof Error &&
+        e.name === "X509SvidError" &&
+        /expired/.test((e as { reason?: string }).reason ?? ""),
     );
   });
 
