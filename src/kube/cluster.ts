@@ -25,6 +25,21 @@ function asObject(v: unknown): Obj | undefined {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : undefined;
 }
 
+/** A policy object as the policy layers read it (they validate the spec). */
+export function policyObjectOf(raw: RawObject): PolicyObject {
+  const { kind, name, namespace, meta } = metadataOf(raw);
+  const created = meta.creationTimestamp;
+  return {
+    kind,
+    apiVersion: displayValue(raw.value.apiVersion ?? ""),
+    namespace: namespace ?? "default",
+    name,
+    spec: raw.value.spec,
+    source: raw.source,
+    creationTimestamp: typeof created === "string" ? created : undefined,
+  };
+}
+
 export function metadataOf(raw: RawObject): {
   kind: string;
   name: string;
@@ -217,14 +232,7 @@ export function buildCluster(raws: readonly RawObject[], diag: Diagnostics): Clu
     } else if (kind === "Service") {
       services.push(readService(raw, ns as string, name));
     } else if (POLICY_KINDS.has(kind)) {
-      policies.push({
-        kind,
-        apiVersion: displayValue(raw.value.apiVersion ?? ""),
-        namespace: ns as string,
-        name,
-        spec: raw.value.spec,
-        source: raw.source,
-      });
+      policies.push(policyObjectOf(raw));
     } else {
       const s = skipped.get(kind);
       if (s) s.count++;

@@ -74,6 +74,8 @@ export interface PolicyObject {
   readonly name: string;
   readonly spec: unknown;
   readonly source: SourceRef;
+  /** metadata.creationTimestamp as written (RFC 3339), for "oldest policy wins" rules. */
+  readonly creationTimestamp: string | undefined;
 }
 
 export interface Cluster {
