@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { UsageError } from "./common.js";
+import { EXIT_DENIED, EXIT_OK, UsageError } from "./common.js";
 
 /** Reads a file named on the command line; an unreadable file is bad input (exit 2). */
 export function readInputFile(path: string, what: string): Buffer {
@@ -32,4 +32,28 @@ export function parseAt(text: string | undefined): Date {
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** A check an inspected credential fails: the rule it breaks and why. */
+export interface Problem {
+  rule: string;
+  message: string;
+}
+
+/**
+ * Prints an inspection report: as JSON with `-o json`, else as `textLines()` followed by one line
+ * a problem. Returns the exit status: EXIT_OK when the report is valid, EXIT_DENIED otherwise.
+ */
+export function printReport(
+  output: string,
+  report: { valid: boolean; problems: readonly Problem[] },
+  textLines: () => string[],
+): number {
+  if (output === "json") {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const lines = [...textLines(), ...report.problems.map((p) => `  - ${p.rule}: ${p.message}`)];
+    process.stdout.write(`${lines.join("\n")}\n`);
+  }
+  return report.valid ? EXIT_OK : EXIT_DENIED;
 }

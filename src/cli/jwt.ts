@@ -4,8 +4,15 @@ import { JwtBundleSet } from "../spiffe/bundle/set.js";
 import { SpiffeError } from "../spiffe/errors.js";
 import { TrustDomain } from "../spiffe/id.js";
 import { parseJwtSvidInsecure, validateJwtSvid } from "../spiffe/jwtsvid.js";
-import { EXIT_DENIED, EXIT_OK, run, UsageError } from "./common.js";
-import { collect, parseAt, parseBundleOption, readInputFile } from "./inspect-common.js";
+import { run, UsageError } from "./common.js";
+import {
+  collect,
+  type Problem,
+  parseAt,
+  parseBundleOption,
+  printReport,
+  readInputFile,
+} from "./inspect-common.js";
 
 /** The token from the argument: a literal token, `@FILE`, or `-` for stdin. Never printed. */
 function readToken(arg: string): string {
@@ -97,7 +104,7 @@ or a bundle cannot be read.`,
               throw e;
             }
           }
-          const problems: Array<{ rule: string; message: string }> = [];
+          const problems: Problem[] = [];
           let signature: "verified" | "not checked" | "failed" = "not checked";
           if (opts.audience.length === 0) {
             problems.push({
@@ -132,25 +139,18 @@ or a bundle cannot be read.`,
             valid: problems.length === 0,
             problems,
           };
-          if (opts.output === "json") {
-            process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-          } else {
-            const lines = [
-              `header:    alg=${String(header.alg)}${header.kid !== undefined ? ` kid=${String(header.kid)}` : ""}${header.typ !== undefined ? ` typ=${String(header.typ)}` : ""}`,
-              `subject:   ${String(claims.sub ?? "(none)")}`,
-              `audience:  ${Array.isArray(claims.aud) ? claims.aud.join(", ") : String(claims.aud ?? "(none)")}`,
-              `expires:   ${report.expires ?? "(no exp)"}`,
-              ...(report.issuedAt ? [`issued:    ${report.issuedAt}`] : []),
-              ...(report.otherClaims.length ? [`claims:    ${report.otherClaims.join(", ")}`] : []),
-              `signature: ${signature}${signature === "not checked" ? " (give --bundle TRUSTDOMAIN=FILE to verify)" : ""}`,
-              problems.length === 0
-                ? "result:    a valid JWT-SVID"
-                : `result:    fails ${problems.length} check(s)`,
-              ...problems.map((p) => `  - ${p.rule}: ${p.message}`),
-            ];
-            process.stdout.write(`${lines.join("\n")}\n`);
-          }
-          return problems.length === 0 ? EXIT_OK : EXIT_DENIED;
+          return printReport(opts.output, report, () => [
+            `header:    alg=${String(header.alg)}${header.kid !== undefined ? ` kid=${String(header.kid)}` : ""}${header.typ !== undefined ? ` typ=${String(header.typ)}` : ""}`,
+            `subject:   ${String(claims.sub ?? "(none)")}`,
+            `audience:  ${Array.isArray(claims.aud) ? claims.aud.join(", ") : String(claims.aud ?? "(none)")}`,
+            `expires:   ${report.expires ?? "(no exp)"}`,
+            ...(report.issuedAt ? [`issued:    ${report.issuedAt}`] : []),
+            ...(report.otherClaims.length ? [`claims:    ${report.otherClaims.join(", ")}`] : []),
+            `signature: ${signature}${signature === "not checked" ? " (give --bundle TRUSTDOMAIN=FILE to verify)" : ""}`,
+            problems.length === 0
+              ? "result:    a valid JWT-SVID"
+              : `result:    fails ${problems.length} check(s)`,
+          ]);
         }),
     );
   return new Command("jwt").description("JWT-SVID tools").addCommand(inspect);

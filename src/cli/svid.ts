@@ -5,13 +5,8 @@ import { X509Bundle } from "../spiffe/bundle/x509bundle.js";
 import { SpiffeError } from "../spiffe/errors.js";
 import { SpiffeId, TrustDomain } from "../spiffe/id.js";
 import { parseCertificates, parsePrivateKey, verifyX509Svid, x509SvidProblems } from "../spiffe/x509svid.js";
-import { EXIT_DENIED, EXIT_OK, run, UsageError } from "./common.js";
-import { parseAt, parseBundleOption, readInputFile } from "./inspect-common.js";
-
-interface Problem {
-  rule: string;
-  message: string;
-}
+import { run, UsageError } from "./common.js";
+import { type Problem, parseAt, parseBundleOption, printReport, readInputFile } from "./inspect-common.js";
 
 function keyDescription(key: KeyObject): string {
   const d = key.asymmetricKeyDetails ?? {};
@@ -160,9 +155,7 @@ asked), 1 when it breaks a rule, 2 when an input cannot be read. Keys are never 
             valid: problems.length === 0,
             problems,
           };
-          if (opts.output === "json") {
-            process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-          } else {
+          return printReport(opts.output, report, () => {
             const lines = [
               `SPIFFE ID:    ${report.spiffeId ?? "(none)"}`,
               `trust domain: ${report.trustDomain ?? "(none)"}`,
@@ -182,10 +175,8 @@ asked), 1 when it breaks a rule, 2 when an input cannot be read. Keys are never 
                 ? "result:       a valid X.509-SVID"
                 : `result:       breaks ${problems.length} rule(s)`,
             );
-            for (const p of problems) lines.push(`  - ${p.rule}: ${p.message}`);
-            process.stdout.write(`${lines.join("\n")}\n`);
-          }
-          return problems.length === 0 ? EXIT_OK : EXIT_DENIED;
+            return lines;
+          });
         }),
     );
   return new Command("svid").description("X.509-SVID tools").addCommand(inspect);

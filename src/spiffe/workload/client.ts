@@ -308,6 +308,35 @@ export function parseJwtSvids(res: JWTSVIDResponse, audience: readonly string[])
 // ---------------------------------------------------------------------------------------------
 // Transport
 
+/** A server-streaming RPC of the Workload API: an empty request, a stream of messages parsed by `parse`. */
+interface StreamRpc<I extends DescMessage, O extends DescMessage, T> {
+  path: string;
+  inSchema: I;
+  outSchema: O;
+  parse: (m: MessageShape<O>) => T;
+}
+
+const X509_CONTEXT_RPC = {
+  path: WORKLOAD_API_METHODS.fetchX509Svid,
+  inSchema: X509SVIDRequestSchema,
+  outSchema: X509SVIDResponseSchema,
+  parse: parseX509Context,
+};
+
+const X509_BUNDLES_RPC = {
+  path: WORKLOAD_API_METHODS.fetchX509Bundles,
+  inSchema: X509BundlesRequestSchema,
+  outSchema: X509BundlesResponseSchema,
+  parse: parseX509Bundles,
+};
+
+const JWT_BUNDLES_RPC = {
+  path: WORKLOAD_API_METHODS.fetchJwtBundles,
+  inSchema: JWTBundlesRequestSchema,
+  outSchema: JWTBundlesResponseSchema,
+  parse: parseJwtBundles,
+};
+
 function serializer<D extends DescMessage>(schema: D): (m: MessageShape<D>) => Buffer {
   return (m) => {
     const bytes = toBinary(schema, m);
@@ -386,14 +415,7 @@ export class WorkloadApiClient {
 
   /** The current X.509 context: the first message of FetchX509SVID. */
   fetchX509Context(options: CallOptions = {}): Promise<X509Context> {
-    return this.first(
-      WORKLOAD_API_METHODS.fetchX509Svid,
-      X509SVIDRequestSchema,
-      X509SVIDResponseSchema,
-      create(X509SVIDRequestSchema),
-      parseX509Context,
-      options.signal,
-    );
+    return this.first(X509_CONTEXT_RPC, options.signal);
   }
 
   /** The default X.509-SVID (the first one the server lists). */
@@ -404,38 +426,15 @@ export class WorkloadApiClient {
 
   /** Streams X.509 contexts until `signal` aborts or the client closes (then resolves). */
   watchX509Context(watcher: X509ContextWatcher, signal?: AbortSignal): Promise<void> {
-    return this.watch(
-      WORKLOAD_API_METHODS.fetchX509Svid,
-      X509SVIDRequestSchema,
-      X509SVIDResponseSchema,
-      create(X509SVIDRequestSchema),
-      parseX509Context,
-      watcher,
-      signal,
-    );
+    return this.watch(X509_CONTEXT_RPC, watcher, signal);
   }
 
   fetchX509Bundles(options: CallOptions = {}): Promise<X509BundleSet> {
-    return this.first(
-      WORKLOAD_API_METHODS.fetchX509Bundles,
-      X509BundlesRequestSchema,
-      X509BundlesResponseSchema,
-      create(X509BundlesRequestSchema),
-      parseX509Bundles,
-      options.signal,
-    );
+    return this.first(X509_BUNDLES_RPC, options.signal);
   }
 
   watchX509Bundles(watcher: X509BundlesWatcher, signal?: AbortSignal): Promise<void> {
-    return this.watch(
-      WORKLOAD_API_METHODS.fetchX509Bundles,
-      X509BundlesRequestSchema,
-      X509BundlesResponseSchema,
-      create(X509BundlesRequestSchema),
-      parseX509Bundles,
-      watcher,
-      signal,
-    );
+    return this.watch(X509_BUNDLES_RPC, watcher, signal);
   }
 
   // ----- JWT
@@ -478,26 +477,11 @@ export class WorkloadApiClient {
   }
 
   fetchJwtBundles(options: CallOptions = {}): Promise<JwtBundleSet> {
-    return this.first(
-      WORKLOAD_API_METHODS.fetchJwtBundles,
-      JWTBundlesRequestSchema,
-      JWTBundlesResponseSchema,
-      create(JWTBundlesRequestSchema),
-      parseJwtBundles,
-      options.signal,
-    );
+    return this.first(JWT_BUNDLES_RPC, options.signal);
   }
 
   watchJwtBundles(watcher: JwtBundlesWatcher, signal?: AbortSignal): Promise<void> {
-    return this.watch(
-      WORKLOAD_API_METHODS.fetchJwtBundles,
-      JWTBundlesRequestSchema,
-      JWTBundlesResponseSchema,
-      create(JWTBundlesRequestSchema),
-      parseJwtBundles,
-      watcher,
-      signal,
-    );
+    return this.watch(JWT_BUNDLES_RPC, watcher, signal);
   }
 
   /** Asks the server to validate a JWT-SVID for `audience` (ValidateJWTSVID). */
@@ -578,11 +562,7 @@ export class WorkloadApiClient {
 
   /** The first message of a stream, parsed; the stream is then cancelled. Not retried. */
   private first<I extends DescMessage, O extends DescMessage, T>(
-    path: string,
-    inSchema: I,
-    outSchema: O,
-    req: MessageShape<I>,
-    parse: (m: MessageShape<O>) => T,
+    { path, inSchema, outSchema, parse }: StreamRpc<I, O, T>,
     signal: AbortSignal | undefined,
   ): Promise<T> {
     if (this.closed) return Promise.reject(closedError());
@@ -599,7 +579,7 @@ export class WorkloadApiClient {
         path,
         serializer(inSchema),
         deserializer(outSchema),
-        req,
+        create(inSchema),
         workloadMetadata(),
       );
       call.on("data", (m: MessageShape<O>) => {
@@ -632,10 +612,7 @@ export class WorkloadApiClient {
 
   /** One stream: resolves when it ends (with the error that ended it) or is aborted. */
   private runStream<I extends DescMessage, O extends DescMessage>(
-    path: string,
-    inSchema: I,
-    outSchema: O,
-    req: MessageShape<I>,
+    { path, inSchema, outSchema }: StreamRpc<I, O, unknown>,
     onMessage: (m: MessageShape<O>) => void,
     signal: AbortSignal,
   ): Promise<StreamOutcome> {
@@ -644,7 +621,7 @@ export class WorkloadApiClient {
         path,
         serializer(inSchema),
         deserializer(outSchema),
-        req,
+        create(inSchema),
         workloadMetadata(),
       );
       const onAbort = () => call.cancel();
@@ -675,14 +652,11 @@ export class WorkloadApiClient {
   }
 
   private watch<I extends DescMessage, O extends DescMessage, T>(
-    path: string,
-    inSchema: I,
-    outSchema: O,
-    req: MessageShape<I>,
-    parse: (m: MessageShape<O>) => T,
+    rpc: StreamRpc<I, O, T>,
     watcher: Watcher<T>,
     signal: AbortSignal | undefined,
   ): Promise<void> {
+    const { path, parse } = rpc;
     if (this.closed) return Promise.resolve();
     const linked = this.link(signal);
     const report = (err: WorkloadApiError) => {
@@ -697,10 +671,7 @@ export class WorkloadApiClient {
       try {
         while (!linked.signal.aborted) {
           const outcome = await this.runStream(
-            path,
-            inSchema,
-            outSchema,
-            req,
+            rpc,
             (m) => {
               let value: T;
               try {
