@@ -182,7 +182,13 @@ function readService(raw: RawObject, namespace: string, name: string): Service {
           : typeof tp === "string" && !/^\d+$/.test(tp)
             ? tp
             : readPort(tp, `${field}.targetPort`, raw.source, object);
-      ports.push({ name: typeof po.name === "string" ? po.name : undefined, port, protocol, targetPort });
+      ports.push({
+        name: typeof po.name === "string" ? po.name : undefined,
+        port,
+        protocol,
+        targetPort,
+        appProtocol: typeof po.appProtocol === "string" && po.appProtocol !== "" ? po.appProtocol : undefined,
+      });
     });
   }
   return { namespace, name, selector, ports, source: raw.source };

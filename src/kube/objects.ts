@@ -55,6 +55,8 @@ export interface ServicePort {
   readonly protocol: Protocol;
   /** A number, or a container port name resolved per pod. */
   readonly targetPort: number | string;
+  /** The application protocol (`http`, `grpc`, `tcp`, ...), when declared. */
+  readonly appProtocol: string | undefined;
 }
 
 export interface Service {

@@ -28,7 +28,8 @@ export class Engine {
       // A packet stopped at one layer never reaches the next.
       if (!allowed) break;
     }
-    return { allowed, trace };
+    const denial = trace.find((s) => !s.allowed);
+    return { allowed, outcome: denial ? (denial.outcome ?? "dropped") : "forwarded", trace };
   }
 
   allowed(src: Endpoint, dst: Endpoint): ConnectionSet {

@@ -32,6 +32,23 @@ export interface HttpRequest {
   readonly headers: Readonly<Record<string, string>>;
 }
 
+/**
+ * What the caller observes. `dropped`: an L3/L4 NetworkPolicy discarded the packets and the
+ * caller times out; `connection-reset`: the sidecar refused plaintext under STRICT mTLS;
+ * `handshake-failed`: the peer's trust domain is not trusted; `http-403` (`RBAC: access
+ * denied`), `grpc-permission-denied` and `tcp-closed`: authorization refused; `dns-blocked`:
+ * the Service name could not be resolved; `forwarded`: the request reached the server.
+ */
+export type Outcome =
+  | "forwarded"
+  | "dropped"
+  | "dns-blocked"
+  | "connection-reset"
+  | "handshake-failed"
+  | "http-403"
+  | "grpc-permission-denied"
+  | "tcp-closed";
+
 /** Why a layer let a flow pass or stopped it: the policy and rule that decided, or the default. */
 export interface TraceStep {
   readonly layer: string;
@@ -45,10 +62,16 @@ export interface TraceStep {
   readonly default?: string;
   /** Policies that isolate this side and had a say, for "deny" explanations. */
   readonly isolatedBy?: readonly PolicyRef[];
+  /** What the caller sees when this step denies (default: `dropped`). */
+  readonly outcome?: Outcome;
+  /** A sentence for people: the action, mode or rule that applied. */
+  readonly detail?: string;
 }
 
 export interface Verdict {
   readonly allowed: boolean;
+  /** What the caller observes: the first denying step's outcome, or `forwarded`. */
+  readonly outcome: Outcome;
   /** One step per layer and direction, in the order a packet meets them; stops at the first deny. */
   readonly trace: readonly TraceStep[];
 }
