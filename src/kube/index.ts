@@ -1,6 +1,7 @@
 import { buildCluster } from "./cluster.js";
+import { assumedClusterDns, clusterDnsPods } from "./dns.js";
 import { Diagnostics } from "./errors.js";
-import { parseObjects, readInputs } from "./load.js";
+import { parseObjects, type RawObject, readInputs } from "./load.js";
 import type { Cluster } from "./objects.js";
 
 export interface LoadedCluster {
@@ -13,9 +14,20 @@ export function loadCluster(
   paths: readonly string[],
   readStdin: () => string,
   diagnostics = new Diagnostics(),
+  options: { assumeClusterDns?: boolean } = {},
 ): LoadedCluster {
   const objects = readInputs(paths, readStdin).flatMap(parseObjects);
+  if (options.assumeClusterDns && clusterDnsPods(buildCluster(objects, new Diagnostics())).length === 0) {
+    const assumed = assumedClusterDns(diagnostics);
+    const hasKubeSystem = objects.some((o) => isNamespace(o, "kube-system"));
+    const extra = hasKubeSystem ? assumed.filter((o) => !isNamespace(o, "kube-system")) : assumed;
+    return { cluster: buildCluster([...objects, ...extra], diagnostics), diagnostics };
+  }
   return { cluster: buildCluster(objects, diagnostics), diagnostics };
+}
+
+function isNamespace(o: RawObject, name: string): boolean {
+  return o.value.kind === "Namespace" && (o.value.metadata as { name?: unknown } | undefined)?.name === name;
 }
 
 /** Builds a cluster from YAML text (tests, stdin). */
