@@ -37,6 +37,7 @@ export function policyObjectOf(raw: RawObject): PolicyObject {
     spec: raw.value.spec,
     source: raw.source,
     creationTimestamp: typeof created === "string" ? created : undefined,
+    annotations: readAnnotations(meta.annotations),
   };
 }
 

@@ -78,6 +78,8 @@ export interface PolicyObject {
   readonly source: SourceRef;
   /** metadata.creationTimestamp as written (RFC 3339), for "oldest policy wins" rules. */
   readonly creationTimestamp: string | undefined;
+  /** metadata.annotations (string values), e.g. Istio's `istio.io/dry-run`. */
+  readonly annotations: Readonly<Record<string, string>>;
 }
 
 export interface Cluster {

@@ -22,7 +22,12 @@ function selects(service: Service, pod: Pod): boolean {
  * protocol: the request decides).
  */
 export function portProtocol(cluster: Cluster, pod: Pod, containerPort: number): "http" | "tcp" | undefined;
-export function portProtocol(cluster: Cluster, pod: Pod, containerPort: number, keepGrpc: true): "http" | "grpc" | "tcp" | undefined;
+export function portProtocol(
+  cluster: Cluster,
+  pod: Pod,
+  containerPort: number,
+  keepGrpc: true,
+): "http" | "grpc" | "tcp" | undefined;
 export function portProtocol(
   cluster: Cluster,
   pod: Pod,

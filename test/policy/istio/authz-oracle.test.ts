@@ -8,10 +8,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { policyObjectOf } from "../../../src/kube/cluster.js";
 import { Diagnostics } from "../../../src/kube/errors.js";
 import { CompiledAuthz } from "../../../src/policy/istio/authz/compiled.js";
 import type { AuthorizationPolicy } from "../../../src/policy/istio/authz/model.js";
-import { authzPolicyObjectOf, parseAuthorizationPolicy } from "../../../src/policy/istio/authz/parse.js";
+import { parseAuthorizationPolicy } from "../../../src/policy/istio/authz/parse.js";
 import { type AuthzDecision, ReferenceAuthz } from "../../../src/policy/istio/authz/reference.js";
 import {
   DEFAULT_MESH,
@@ -89,7 +90,7 @@ function policiesOf(c: Case): AuthorizationPolicy[] {
     .filter((p) => p.kind === "AuthorizationPolicy")
     .map((value, i) =>
       parseAuthorizationPolicy(
-        authzPolicyObjectOf({ value, source: { file: `${file}#${c.name}`, line: i + 1 } }),
+        policyObjectOf({ value, source: { file: `${file}#${c.name}`, line: i + 1 } }),
         diag,
       ),
     );

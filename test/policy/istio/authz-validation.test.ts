@@ -5,10 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { policyObjectOf } from "../../../src/kube/cluster.js";
 import { Diagnostics, InputError } from "../../../src/kube/errors.js";
 import { parseObjects } from "../../../src/kube/load.js";
 import type { AuthorizationPolicy } from "../../../src/policy/istio/authz/model.js";
-import { authzPolicyObjectOf, parseAuthorizationPolicy } from "../../../src/policy/istio/authz/parse.js";
+import { parseAuthorizationPolicy } from "../../../src/policy/istio/authz/parse.js";
 
 const FILE = "policies/authz.yaml";
 
@@ -35,7 +36,7 @@ function parse(spec: string, meta = ""): { policy: AuthorizationPolicy; diag: Di
   const raw = parseObjects({ name: FILE, text: yamlOf(spec, meta) })[1];
   assert.ok(raw);
   const diag = new Diagnostics();
-  return { policy: parseAuthorizationPolicy(authzPolicyObjectOf(raw), diag), diag };
+  return { policy: parseAuthorizationPolicy(policyObjectOf(raw), diag), diag };
 }
 
 function expectError(spec: string, code: string, contains: string | RegExp, meta = ""): void {
@@ -364,7 +365,7 @@ describe("AuthorizationPolicy: errors (file:line, object, message)", () => {
     })[1];
     assert.ok(raw);
     assert.throws(
-      () => parseAuthorizationPolicy(authzPolicyObjectOf(raw), new Diagnostics()),
+      () => parseAuthorizationPolicy(policyObjectOf(raw), new Diagnostics()),
       (e: unknown) =>
         e instanceof InputError && e.code === "invalid-api-version" && e.describe().startsWith(`${FILE}:5:`),
     );

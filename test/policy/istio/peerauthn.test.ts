@@ -35,6 +35,7 @@ function obj(spec: unknown, o: PaOptions = {}): PolicyObject {
     spec,
     source: { file: FILE, line: o.line ?? 7 },
     creationTimestamp: o.created,
+    annotations: {},
   };
 }
 

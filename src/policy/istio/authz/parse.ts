@@ -1,6 +1,4 @@
-import { policyObjectOf } from "../../../kube/cluster.js";
 import { type Diagnostics, displayValue, InputError } from "../../../kube/errors.js";
-import type { RawObject } from "../../../kube/load.js";
 import { objectName, type PolicyObject } from "../../../kube/objects.js";
 import { type LabelSelector, type Requirement, selectorFromRequirements } from "../../../kube/selector.js";
 import type { PolicyRef } from "../../netpol/model.js";
@@ -23,7 +21,7 @@ import {
  * things Istio accepts but that never do what they say (a `*` in the middle of a value, which
  * Envoy matches literally). Warns (Diagnostics) for valid but surprising policies.
  *
- * `obj.annotations` (metadata.annotations) carries `istio.io/dry-run`; see authzPolicyObjectOf.
+ * `obj.annotations` (metadata.annotations) carries `istio.io/dry-run`.
  */
 
 type Obj = Record<string, unknown>;
@@ -74,20 +72,8 @@ const TARGET_KINDS: readonly { group: string; kind: string }[] = [
 ];
 
 /** An AuthorizationPolicy object as the parser reads it: a PolicyObject plus its annotations. */
-export type AuthzPolicyObject = PolicyObject & {
-  readonly annotations?: Readonly<Record<string, string>> | undefined;
-};
-
-/** policyObjectOf, keeping metadata.annotations (for `istio.io/dry-run`). */
-export function authzPolicyObjectOf(raw: RawObject): AuthzPolicyObject {
-  const base = policyObjectOf(raw);
-  const meta = raw.value.metadata;
-  const annotations: Record<string, string> = {};
-  if (isObj(meta) && isObj(meta.annotations)) {
-    for (const [k, v] of Object.entries(meta.annotations)) if (typeof v === "string") annotations[k] = v;
-  }
-  return { ...base, annotations };
-}
+/** A policy object as the loader gives it; `annotations` carries `istio.io/dry-run`. */
+export type AuthzPolicyObject = PolicyObject;
 
 /** Go's strconv.ParseBool. */
 function parseGoBool(v: string): boolean | undefined {
