@@ -17,7 +17,7 @@ import {
 import { resolveWorkloads, WORKLOAD_KINDS, type WorkloadObject } from "./workloads.js";
 
 /** Kinds that a policy layer reads; the layer validates their specs. */
-export const POLICY_KINDS = new Set(["NetworkPolicy"]);
+export const POLICY_KINDS = new Set(["NetworkPolicy", "PeerAuthentication", "AuthorizationPolicy"]);
 
 type Obj = Record<string, unknown>;
 

@@ -1,6 +1,12 @@
 import type { Diagnostics } from "../kube/errors.js";
 import type { Cluster, Pod } from "../kube/objects.js";
 import { ConnectionSet } from "./connset.js";
+import { CompiledAuthz } from "./istio/authz/compiled.js";
+import type { AuthorizationPolicy } from "./istio/authz/model.js";
+import { parseAuthorizationPolicy } from "./istio/authz/parse.js";
+import { IstioMesh } from "./istio/layer.js";
+import { DEFAULT_MESH, type MeshConfig } from "./istio/mesh.js";
+import { CompiledPeerAuthn, type PeerAuthentication, parsePeerAuthentication } from "./istio/peerauthn.js";
 import type { Endpoint, Flow, Layer, SideExplanation, TraceStep, Verdict } from "./model.js";
 import { NetpolLayer } from "./netpol/layer.js";
 import type { NetworkPolicy } from "./netpol/model.js";
@@ -15,12 +21,19 @@ export class Engine {
   private readonly combined = new Map<Pod, number>();
   private combinedCount = 0;
 
-  constructor(readonly layers: readonly Layer[]) {}
+  constructor(
+    readonly layers: readonly Layer[],
+    /** The service mesh's proxies (peer authentication, then authorization), after L3/L4. */
+    readonly mesh?: IstioMesh,
+  ) {}
 
   decide(flow: Flow): Verdict {
     const trace: TraceStep[] = [];
     let allowed = true;
-    for (const layer of this.layers) {
+    const deciders: ReadonlyArray<{ decide(flow: Flow): readonly TraceStep[] }> = this.mesh
+      ? [...this.layers, this.mesh]
+      : this.layers;
+    for (const layer of deciders) {
       for (const step of layer.decide(flow)) {
         trace.push(step);
         if (!step.allowed) allowed = false;
@@ -76,16 +89,38 @@ export interface CompiledPolicies {
   readonly engine: Engine;
   readonly netpol: NetpolLayer;
   readonly networkPolicies: readonly NetworkPolicy[];
+  readonly peerAuthentications: readonly PeerAuthentication[];
+  readonly authorizationPolicies: readonly AuthorizationPolicy[];
+  readonly mesh: IstioMesh;
 }
 
 /** Parses every policy object of the cluster and compiles the layers. */
-export function compile(cluster: Cluster, diag: Diagnostics): CompiledPolicies {
-  const networkPolicies = cluster.policies
-    .filter((p) => p.kind === "NetworkPolicy")
-    .map((p) => parseNetworkPolicy(p, diag));
+export function compile(
+  cluster: Cluster,
+  diag: Diagnostics,
+  meshOptions: Partial<MeshConfig> = {},
+): CompiledPolicies {
+  const mesh: MeshConfig = { ...DEFAULT_MESH, ...meshOptions };
+  const ofKind = (kind: string) => cluster.policies.filter((p) => p.kind === kind);
+  const networkPolicies = ofKind("NetworkPolicy").map((p) => parseNetworkPolicy(p, diag));
+  const peerAuthentications = ofKind("PeerAuthentication").map((p) => parsePeerAuthentication(p, diag, mesh));
+  const authorizationPolicies = ofKind("AuthorizationPolicy").map((p) => parseAuthorizationPolicy(p, diag));
   if (networkPolicies.length === 0 && cluster.pods.length > 0) {
-    diag.warn("no-network-policies", "no NetworkPolicy in the input: every connection is allowed");
+    diag.warn("no-network-policies", "no NetworkPolicy in the input: every connection is allowed at L3/L4");
   }
   const netpol = new NetpolLayer(cluster, networkPolicies);
-  return { engine: new Engine([netpol]), netpol, networkPolicies };
+  const istio = new IstioMesh(
+    cluster,
+    mesh,
+    new CompiledPeerAuthn(peerAuthentications, mesh, diag),
+    new CompiledAuthz(authorizationPolicies, mesh),
+  );
+  return {
+    engine: new Engine([netpol], istio),
+    netpol,
+    networkPolicies,
+    peerAuthentications,
+    authorizationPolicies,
+    mesh: istio,
+  };
 }

@@ -96,8 +96,18 @@ export class IstioMesh {
     );
   }
 
+  /** False when the input has no mesh at all (no pod with a proxy, no Istio policy): no steps then. */
+  get active(): boolean {
+    this.#active ??=
+      this.peerAuthn.policies.length > 0 ||
+      this.authz.policies.length > 0 ||
+      this.cluster.pods.some((p) => this.inMesh(p));
+    return this.#active;
+  }
+  #active: boolean | undefined;
+
   decide(flow: Flow): TraceStep[] {
-    if (flow.dst.kind !== "pod") return [];
+    if (flow.dst.kind !== "pod" || !this.active) return [];
     const dst = flow.dst.pod;
     if (!this.inMesh(dst)) {
       return [

@@ -380,7 +380,7 @@ export class CompiledAuthz {
   private readonly labelKeys = new WeakMap<Labels, string>();
 
   constructor(
-    policies: readonly AuthorizationPolicy[],
+    readonly policies: readonly AuthorizationPolicy[],
     private readonly mesh: MeshConfig,
   ) {
     const ztunnel = mesh.profile === "ztunnel";
