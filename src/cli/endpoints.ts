@@ -14,15 +14,24 @@ export function findWorkload(cluster: Cluster, text: string): Workload | undefin
   return cluster.workloads.find((w) => w.id === text || (w.namespace === ns && w.name === name));
 }
 
-export function parseTarget(cluster: Cluster, text: string, allowService: boolean): Target {
+/**
+ * An endpoint named on the command line. A bare name that is both a workload and a Service (the
+ * usual `httpbin` Deployment behind the `httpbin` Service) means the Service when the port is
+ * one of the Service's ports and not a container port of the workload, as a caller dialing
+ * `httpbin:8000` means; `ns/name` always names a workload, `name.ns[.svc...]` a Service.
+ */
+export function parseTarget(cluster: Cluster, text: string, allowService: boolean, port?: number): Target {
   const ip = parseIPv4(text);
   if (ip !== undefined) return { kind: "ip", ip, text };
   const w = findWorkload(cluster, text);
-  if (w) return { kind: "workload", workload: w, pods: w.pods };
-  if (allowService) {
-    const s = findService(cluster, text);
-    if (s) return { kind: "service", service: s };
+  const s = allowService ? findService(cluster, text) : undefined;
+  if (w && s && port !== undefined) {
+    const servicePort = s.ports.some((p) => p.port === port);
+    const containerPort = w.pods.some((pod) => pod.ports.some((c) => c.port === port));
+    if (servicePort && !containerPort) return { kind: "service", service: s };
   }
+  if (w) return { kind: "workload", workload: w, pods: w.pods };
+  if (s) return { kind: "service", service: s };
   throw new UsageError(
     `"${text}" is not a workload${allowService ? ", Service" : ""} or IPv4 address of the input (workloads: ns/name, or name in namespace default)`,
   );

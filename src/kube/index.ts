@@ -16,7 +16,23 @@ export function loadCluster(
   diagnostics = new Diagnostics(),
   options: { assumeClusterDns?: boolean } = {},
 ): LoadedCluster {
-  const objects = readInputs(paths, readStdin).flatMap(parseObjects);
+  return clusterOf(loadObjects(paths, readStdin), diagnostics, options);
+}
+
+/** The objects of every input, read once (stdin can only be read once). */
+export function loadObjects(paths: readonly string[], readStdin: () => string): RawObject[] {
+  return readInputs(paths, readStdin).flatMap(parseObjects);
+}
+
+/**
+ * The cluster of some objects; with `assumeClusterDns`, a cluster DNS is added when the objects
+ * hold none (see assumedClusterDns).
+ */
+export function clusterOf(
+  objects: readonly RawObject[],
+  diagnostics = new Diagnostics(),
+  options: { assumeClusterDns?: boolean } = {},
+): LoadedCluster {
   if (options.assumeClusterDns && clusterDnsPods(buildCluster(objects, new Diagnostics())).length === 0) {
     const assumed = assumedClusterDns(diagnostics);
     const hasKubeSystem = objects.some((o) => isNamespace(o, "kube-system"));
