@@ -7,6 +7,7 @@ import { parseAuthorizationPolicy } from "./istio/authz/parse.js";
 import { IstioMesh } from "./istio/layer.js";
 import { DEFAULT_MESH, type MeshConfig } from "./istio/mesh.js";
 import { CompiledPeerAuthn, type PeerAuthentication, parsePeerAuthentication } from "./istio/peerauthn.js";
+import { warnDanglingReferences } from "./istio/references.js";
 import type { Endpoint, Flow, Layer, SideExplanation, TraceStep, Verdict } from "./model.js";
 import { NetpolLayer } from "./netpol/layer.js";
 import type { NetworkPolicy } from "./netpol/model.js";
@@ -108,6 +109,7 @@ export function compile(
   if (networkPolicies.length === 0 && cluster.pods.length > 0) {
     diag.warn("no-network-policies", "no NetworkPolicy in the input: every connection is allowed at L3/L4");
   }
+  warnDanglingReferences(authorizationPolicies, cluster, mesh, diag);
   const netpol = new NetpolLayer(cluster, networkPolicies);
   const istio = new IstioMesh(
     cluster,
