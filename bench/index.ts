@@ -12,6 +12,7 @@ let failed = false;
 for (const [name, flags] of [
   ["run.js", ["--expose-gc"]],
   ["spiffe.js", []],
+  ["ca.js", []],
   ["mesh.js", ["--expose-gc"]],
 ] as const) {
   process.stdout.write(`\n=== ${name.replace(".js", "")} ===\n`);
