@@ -9,7 +9,7 @@ import { progressReporter } from "./progress.js";
 export function connectivityCommand(): Command {
   return new Command("connectivity")
     .description(
-      "List every allowed connection between workloads, and between workloads and external IPv4 ranges, under the NetworkPolicies of the input.",
+      "List every allowed connection between workloads, and between workloads and external IPv4 ranges, under the NetworkPolicies of the input and then its Istio mesh (PeerAuthentication, AuthorizationPolicy).",
     )
     .argument("[paths...]", "files or directories (recursive) of Kubernetes YAML/JSON; - for stdin")
     .option(
@@ -38,6 +38,10 @@ Examples:
   $ tessera connectivity examples/zero-trust-shop --focus shop/frontend --explain
 
 Lines read SRC => DST : CONN, e.g. "shop/frontend[Deployment] => shop/cart[Deployment] : TCP 7070".
+Where the destination's mesh proxy lets only some HTTP requests through, the L7 part follows
+CONN in parentheses, e.g. "default/sleep[Deployment] => default/httpbin[Deployment] : TCP 80 (HTTP GET)",
+"(TCP 8080: HTTP GET|POST but not /admin*)" or "(HTTP only)" (any request, but no other TCP
+traffic); json adds "l7": [{"ports", "http": {"allow"?, "deny"}}], csv and md an l7 column.
 Exit status: 0 on success, 2 for bad input (the message names file, line and object).`,
     )
     .action(

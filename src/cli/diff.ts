@@ -9,7 +9,7 @@ import { collectPaths, EXIT_OK, printWarnings, readStdin, run, UsageError } from
 export function diffCommand(): Command {
   return new Command("diff")
     .description(
-      "Semantic connectivity diff between two inputs: pairs of peers whose allowed connections were added, removed or changed.",
+      "Semantic connectivity diff between two inputs: pairs of peers whose allowed connections (or the HTTP requests the mesh lets through) were added, removed or changed.",
     )
     .argument("[paths...]", "exactly two inputs (files or directories); - for stdin once")
     .option("-f, --filename <path>", "an input (file, directory or -); give it twice", collectPaths, [])

@@ -3,6 +3,10 @@ import { formatRange } from "../kube/ip.js";
 import type { Cluster, Pod, Workload } from "../kube/objects.js";
 import { ConnectionSet } from "./connset.js";
 import type { Engine } from "./engine.js";
+import * as iv from "./intervals.js";
+import { requestsEqual } from "./istio/httpset.js";
+import type { IstioMesh } from "./istio/layer.js";
+import type { L7Constraint } from "./istio/summary.js";
 import type { Endpoint } from "./model.js";
 
 /** A node of the connectivity graph: a workload (or one distinct pod group of it) or an IPv4 range. */
@@ -26,6 +30,93 @@ export interface Connection {
   readonly src: Peer;
   readonly dst: Peer;
   readonly conn: ConnectionSet;
+  /**
+   * TCP ports of `conn` where the destination's mesh proxy lets only HTTP requests through,
+   * and which ones; absent when every connection of `conn` passes whole.
+   */
+  readonly l7?: readonly L7Constraint[];
+}
+
+/** The mesh when the input has one (a proxy or an Istio policy), else undefined. */
+function activeMesh(engine: Engine): IstioMesh | undefined {
+  return engine.mesh?.active ? engine.mesh : undefined;
+}
+
+/** Pods with the same class get the same answers from every layer and from the mesh. */
+function peerClassOf(engine: Engine): (pod: Pod) => string {
+  const mesh = activeMesh(engine);
+  return mesh
+    ? (pod) => `${engine.classOf(pod)}\u0000${mesh.classKey(pod)}`
+    : (pod) => String(engine.classOf(pod));
+}
+
+/** The IPv4 boundaries an analysis cuts external ranges at: every layer's and the mesh's. */
+export function analysisBoundaries(engine: Engine): number[] {
+  const set = new Set([...engine.ipBoundaries(), ...(activeMesh(engine)?.ipBoundaries() ?? [])]);
+  return [...set].sort((a, b) => a - b);
+}
+
+/**
+ * What passes from src to dst: the L3/L4 layers' connections, then the mesh at the
+ * destination (its TCP ports cut down to what peer authentication and authorization let
+ * through, with the HTTP requests where only some pass).
+ */
+export function pairConnection(
+  engine: Engine,
+  src: Endpoint,
+  dst: Endpoint,
+  l4: ConnectionSet = engine.allowed(src, dst),
+): { conn: ConnectionSet; l7?: readonly L7Constraint[] } {
+  const mesh = activeMesh(engine);
+  const tcp = l4.portsOf("TCP");
+  if (!mesh || dst.kind !== "pod" || tcp.length === 0) return { conn: l4 };
+  const summary = mesh.meshConnection(src, dst.pod);
+  if (!summary.applies) return { conn: l4 };
+  const allowedTcp = iv.intersect(tcp, summary.tcpAllowed);
+  const conn = iv.equals(allowedTcp, tcp)
+    ? l4
+    : ConnectionSet.fromRecord({ SCTP: l4.portsOf("SCTP"), TCP: allowedTcp, UDP: l4.portsOf("UDP") });
+  const l7 = summary.constraints
+    .map((c) => ({ ...c, ports: iv.intersect(c.ports, allowedTcp) }))
+    .filter((c) => c.ports.length > 0);
+  return l7.length > 0 ? { conn, l7 } : { conn };
+}
+
+/** The same L7 constraints, by meaning (ports and requests), regardless of how they are grouped. */
+export function l7Equal(
+  a: readonly L7Constraint[] | undefined,
+  b: readonly L7Constraint[] | undefined,
+): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  if (x.length === 0 || y.length === 0) return x.length === y.length;
+  const cuts = new Set<number>();
+  for (const c of [...x, ...y]) {
+    for (let i = 0; i < c.ports.length; i += 2) {
+      cuts.add(c.ports[i] as number);
+      cuts.add((c.ports[i + 1] as number) + 1);
+    }
+  }
+  const points = [...cuts].sort((p, q) => p - q);
+  const at = (list: readonly L7Constraint[], port: number) => list.find((c) => iv.contains(c.ports, port));
+  for (const port of points) {
+    const cx = at(x, port);
+    const cy = at(y, port);
+    if (cx === undefined || cy === undefined) {
+      if (cx !== cy) return false;
+      continue;
+    }
+    if (!requestsEqual(cx.http, cy.http, cx.pathNormalization)) return false;
+  }
+  return true;
+}
+
+/** Same connections and same L7 constraints. */
+export function sameConnection(
+  a: { conn: ConnectionSet; l7?: readonly L7Constraint[] },
+  b: { conn: ConnectionSet; l7?: readonly L7Constraint[] },
+): boolean {
+  return a.conn.equals(b.conn) && l7Equal(a.l7, b.l7);
 }
 
 export interface ConnectivityOptions {
@@ -60,10 +151,11 @@ function labelText(pod: Pod, keys: readonly string[]): string {
  */
 export function workloadPeers(cluster: Cluster, engine: Engine, diag?: Diagnostics): Peer[] {
   const peers: Peer[] = [];
+  const classOf = peerClassOf(engine);
   for (const w of cluster.workloads) {
-    const groups = new Map<number, Pod[]>();
+    const groups = new Map<string, Pod[]>();
     for (const pod of w.pods) {
-      const c = engine.classOf(pod);
+      const c = classOf(pod);
       const g = groups.get(c);
       if (g) g.push(pod);
       else groups.set(c, [pod]);
@@ -104,7 +196,7 @@ export function workloadPeers(cluster: Cluster, engine: Engine, diag?: Diagnosti
         : "different pod IPs or named ports";
     diag?.warn(
       "workload-split",
-      `pods of ${w.id} have ${why} that network policies tell apart; analyzed as ${groups.size} groups: ${names.join(" ")}`,
+      `pods of ${w.id} have ${why} that ${activeMesh(engine) ? "policies" : "network policies"} tell apart; analyzed as ${groups.size} groups: ${names.join(" ")}`,
       w.source,
       w.id,
     );
@@ -144,7 +236,7 @@ export function connectivity(
   diag?: Diagnostics,
 ): ConnectivityResult {
   const workloads = workloadPeers(cluster, engine, diag);
-  const boundaries = new Set([...engine.ipBoundaries(), ...(options.extraBoundaries ?? [])]);
+  const boundaries = new Set([...analysisBoundaries(engine), ...(options.extraBoundaries ?? [])]);
   const externals: Peer[] = externalRanges([...boundaries].sort((a, b) => a - b)).map(([start, end]) =>
     externalPeer(start, end),
   );
@@ -170,8 +262,9 @@ export function connectivity(
     }
     return out;
   };
-  const push = (src: Peer, dst: Peer, conn: ConnectionSet) => {
-    if (!conn.isEmpty() || options.includeDenied) connections.push({ src, dst, conn });
+  const push = (src: Peer, dst: Peer, l4: ConnectionSet) => {
+    const c = pairConnection(engine, src.endpoint, dst.endpoint, l4);
+    if (!c.conn.isEmpty() || options.includeDenied) connections.push({ src, dst, ...c });
   };
   const none = layers.map(() => -1);
   for (let i = 0; i < workloads.length; i++) {
@@ -212,14 +305,24 @@ function externalPeer(start: number, end: number): Peer {
  */
 export function joinExternalRanges(connections: readonly Connection[]): Connection[] {
   const out: Connection[] = [];
-  let run: { other: Peer; outgoing: boolean; start: number; end: number; conn: ConnectionSet } | undefined;
+  let run:
+    | {
+        other: Peer;
+        outgoing: boolean;
+        start: number;
+        end: number;
+        conn: ConnectionSet;
+        l7: readonly L7Constraint[] | undefined;
+      }
+    | undefined;
   const flush = () => {
     if (!run) return;
     const ext = externalPeer(run.start, run.end);
+    const l7 = run.l7 ? { l7: run.l7 } : {};
     out.push(
       run.outgoing
-        ? { src: run.other, dst: ext, conn: run.conn }
-        : { src: ext, dst: run.other, conn: run.conn },
+        ? { src: run.other, dst: ext, conn: run.conn, ...l7 }
+        : { src: ext, dst: run.other, conn: run.conn, ...l7 },
     );
     run = undefined;
   };
@@ -235,14 +338,14 @@ export function joinExternalRanges(connections: readonly Connection[]): Connecti
   for (const c of sorted) {
     const r = rangeOf(c);
     const k = key(c);
-    if (run && k === runKey && run.end + 1 === r.start && run.conn.equals(c.conn)) {
+    if (run && k === runKey && run.end + 1 === r.start && sameConnection(run, c)) {
       run.end = r.end;
       continue;
     }
     flush();
     runKey = k;
     const outgoing = c.dst.kind === "external";
-    run = { other: outgoing ? c.src : c.dst, outgoing, start: r.start, end: r.end, conn: c.conn };
+    run = { other: outgoing ? c.src : c.dst, outgoing, start: r.start, end: r.end, conn: c.conn, l7: c.l7 };
   }
   flush();
   return out;

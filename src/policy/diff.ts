@@ -1,8 +1,9 @@
 import type { Diagnostics } from "../kube/errors.js";
 import type { Cluster } from "../kube/objects.js";
-import { connectivity } from "./connectivity.js";
+import { analysisBoundaries, type Connection, connectivity, sameConnection } from "./connectivity.js";
 import { ConnectionSet } from "./connset.js";
 import type { Engine } from "./engine.js";
+import { connText, toRows } from "./output/rows.js";
 
 export type DiffType = "added" | "removed" | "changed";
 
@@ -10,7 +11,10 @@ export interface DiffEntry {
   readonly diffType: DiffType;
   readonly src: string;
   readonly dst: string;
-  /** What the first input allows ("No Connections" when the pair is new). */
+  /**
+   * What the first input allows ("No Connections" when the pair is new), with the mesh's L7
+   * part as connectivity prints it: `TCP 80 (HTTP GET)`.
+   */
   readonly ref1: string;
   readonly ref2: string;
 }
@@ -24,10 +28,11 @@ export interface Analysis {
 /**
  * Semantic connectivity diff: both inputs are analyzed with external ranges cut at the union
  * of their boundaries, so pairs line up; a pair is added, removed or changed by meaning, not
- * by text.
+ * by text: its connections, and the HTTP requests the mesh lets through where it limits them
+ * (a change only in those is a change).
  */
 export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
-  const boundaries = [...a.engine.ipBoundaries(), ...b.engine.ipBoundaries()];
+  const boundaries = [...analysisBoundaries(a.engine), ...analysisBoundaries(b.engine)];
   const left = connectivity(
     a.cluster,
     a.engine,
@@ -41,7 +46,7 @@ export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
     b.diagnostics,
   );
   const key = (src: string, dst: string) => `${src}\0${dst}`;
-  const leftMap = new Map(left.connections.map((c) => [key(c.src.id, c.dst.id), c.conn]));
+  const leftMap = new Map(left.connections.map((c) => [key(c.src.id, c.dst.id), c]));
   const out: DiffEntry[] = [];
   for (const c of right.connections) {
     const k = key(c.src.id, c.dst.id);
@@ -53,15 +58,15 @@ export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
         src: c.src.id,
         dst: c.dst.id,
         ref1: ConnectionSet.NONE.toString(),
-        ref2: c.conn.toString(),
+        ref2: textOf(c),
       });
-    } else if (!before.equals(c.conn)) {
+    } else if (!sameConnection(before, c)) {
       out.push({
         diffType: "changed",
         src: c.src.id,
         dst: c.dst.id,
-        ref1: before.toString(),
-        ref2: c.conn.toString(),
+        ref1: textOf(before),
+        ref2: textOf(c),
       });
     }
   }
@@ -71,7 +76,7 @@ export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
       diffType: "removed",
       src: c.src.id,
       dst: c.dst.id,
-      ref1: c.conn.toString(),
+      ref1: textOf(c),
       ref2: ConnectionSet.NONE.toString(),
     });
   }
@@ -81,4 +86,9 @@ export function connectivityDiff(a: Analysis, b: Analysis): DiffEntry[] {
       order[x.diffType] - order[y.diffType] ||
       (x.src < y.src ? -1 : x.src > y.src ? 1 : x.dst < y.dst ? -1 : x.dst > y.dst ? 1 : 0),
   );
+}
+
+function textOf(c: Connection): string {
+  const [row] = toRows([c]);
+  return row ? connText(row) : c.conn.toString();
 }

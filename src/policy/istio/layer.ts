@@ -1,11 +1,21 @@
 import { formatIPv4 } from "../../kube/ip.js";
 import type { Cluster, Pod } from "../../kube/objects.js";
-import type { Flow, TraceStep } from "../model.js";
+import { targetPortOn } from "../../kube/services.js";
+import type { Endpoint, Flow, TraceStep } from "../model.js";
 import type { CompiledAuthz } from "./authz/compiled.js";
+import { parsePrefix } from "./authz/match.js";
 import { sidecarInjected } from "./membership.js";
 import { type MeshConfig, type MeshRequest, type MeshTarget, principalOf, workloadSpiffeId } from "./mesh.js";
 import type { CompiledPeerAuthn } from "./peerauthn.js";
 import { portProtocol } from "./protocol.js";
+import {
+  applyingPolicies,
+  type CallerPlan,
+  callerPlan,
+  callerSignature,
+  type MeshSummary,
+  summarizeMesh,
+} from "./summary.js";
 
 export const PEER_AUTHN_LAYER = "PeerAuthentication";
 export const AUTHZ_LAYER = "AuthorizationPolicy";
@@ -88,6 +98,161 @@ export class IstioMesh {
     };
   }
 
+  /** How a Service that selects the pod declares the container port (undefined: undeclared, sniffed). */
+  portProtocolOf(pod: Pod, containerPort: number): "http" | "tcp" | undefined {
+    return portProtocol(this.cluster, pod, containerPort);
+  }
+
+  /** Container ports of the pod that a selecting Service declares a protocol for. */
+  declaredPorts(pod: Pod): number[] {
+    let ports = this.declared.get(pod);
+    if (ports === undefined) {
+      const found = new Set<number>();
+      for (const service of this.cluster.services) {
+        if (service.namespace !== pod.namespace) continue;
+        for (const port of service.ports) {
+          const n = targetPortOn(port, pod);
+          if (n !== undefined && portProtocol(this.cluster, pod, n) !== undefined) found.add(n);
+        }
+      }
+      ports = [...found].sort((a, b) => a - b);
+      this.declared.set(pod, ports);
+    }
+    return ports;
+  }
+  private readonly declared = new Map<Pod, number[]>();
+
+  /**
+   * IPv4 range starts (and ends + 1) that AuthorizationPolicies tell apart (`ipBlocks`,
+   * `remoteIpBlocks`, `source.ip`, `remote.ip`, `destination.ip`); none without a mesh.
+   */
+  ipBoundaries(): readonly number[] {
+    if (this.#boundaries === undefined) {
+      const out = new Set<number>();
+      if (this.active) {
+        const add = (cidr: string) => {
+          const p = parsePrefix(cidr);
+          if (p === undefined || p.v6) return;
+          const start = Number(p.base);
+          const end = start + 2 ** (32 - p.bits) - 1;
+          out.add(start);
+          if (end < 0xffffffff) out.add(end + 1);
+        };
+        for (const policy of this.authz.policies) {
+          if (policy.rules === "none") continue;
+          for (const r of policy.rules) {
+            for (const s of r.from) {
+              for (const v of [...s.ipBlocks, ...s.notIpBlocks, ...s.remoteIpBlocks, ...s.notRemoteIpBlocks])
+                add(v);
+            }
+            for (const c of r.when) {
+              if (c.key === "source.ip" || c.key === "remote.ip" || c.key === "destination.ip")
+                for (const v of [...c.values, ...c.notValues]) add(v);
+            }
+          }
+        }
+      }
+      this.#boundaries = [...out].sort((a, b) => a - b);
+    }
+    return this.#boundaries;
+  }
+  #boundaries: number[] | undefined;
+
+  /** Which side of every mesh IP boundary an address is on (-1: no address). */
+  private ipBucket(ip: number | undefined): number {
+    if (ip === undefined) return -1;
+    const b = this.ipBoundaries();
+    let lo = 0;
+    let hi = b.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((b[mid] as number) <= ip) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** What tells a source apart for the mesh: its proxy, identity and address. */
+  private sourceKey(src: Endpoint): string {
+    if (src.kind === "ip") return `ip:${this.ipBucket(src.ip)}`;
+    const pod = src.pod;
+    return `pod:${this.inMesh(pod) ? 1 : 0}:${pod.namespace}:${pod.serviceAccount}:${this.ipBucket(pod.ip)}`;
+  }
+
+  /** What tells a destination apart for the mesh: its proxy, the policies that apply, its ports and address. */
+  private targetKey(pod: Pod): string {
+    let key = this.targetKeys.get(pod);
+    if (key === undefined) {
+      if (!this.inMesh(pod)) key = "outside";
+      else {
+        const target = this.targetOf(pod);
+        const names = (refs: readonly { namespace: string; name: string }[]) =>
+          refs.map((r) => `${r.namespace}/${r.name}`);
+        const winners = this.peerAuthn.winners(target);
+        key = JSON.stringify([
+          pod.namespace,
+          pod.serviceAccount,
+          this.ipBucket(pod.ip),
+          names(applyingPolicies(this.authz.policies, target, this.mesh).map((p) => p.ref)).sort(),
+          [winners.mesh, winners.namespace, winners.workload].map((w) => (w ? names([w.ref])[0] : "")),
+          this.declaredPorts(pod).map((n) => `${n}:${portProtocol(this.cluster, pod, n, true)}`),
+        ]);
+      }
+      this.targetKeys.set(pod, key);
+    }
+    return key;
+  }
+  private readonly targetKeys = new Map<Pod, string>();
+
+  /**
+   * Pods with the same key get the same answers from the mesh, as sources and as destinations
+   * ("" for every pod when the input has no mesh).
+   */
+  classKey(pod: Pod): string {
+    if (!this.active) return "";
+    return `${this.sourceKey({ kind: "pod", pod })}\u0000${this.targetKey(pod)}`;
+  }
+
+  /** What the mesh lets from `src` to the pod `dst`, over every TCP port (cached per class). */
+  summarize(src: Endpoint, dst: Pod): MeshSummary {
+    const key = `${this.sourceKey(src)}\u0001${this.targetKey(dst)}`;
+    let s = this.summaries.get(key);
+    if (s === undefined) {
+      s = summarizeMesh(this, src, dst);
+      if (this.summaries.size >= 100_000) this.summaries.clear();
+      this.summaries.set(key, s);
+    }
+    return s;
+  }
+  private readonly summaries = new Map<string, MeshSummary>();
+
+  /**
+   * What connectivity needs of `summarize`: the TCP ports where something passes and the L7
+   * constraints, shared by every caller that the destination's policies cannot tell apart
+   * (same kind of identity, same matches of each rule's source part), so that a cluster where
+   * every workload has its own identity and policy costs one rule match per pair, not one
+   * summary.
+   */
+  meshConnection(src: Endpoint, dst: Pod): Pick<MeshSummary, "applies" | "tcpAllowed" | "constraints"> {
+    if (!this.active || !this.inMesh(dst)) return this.summarize(src, dst);
+    const target = this.targetKey(dst);
+    let plan = this.plans.get(target);
+    if (plan === undefined) {
+      plan = callerPlan(this, dst);
+      this.plans.set(target, plan);
+    }
+    const key = `${target}\u0002${callerSignature(this, plan, src, dst)}`;
+    let s = this.connections.get(key);
+    if (s === undefined) {
+      s = summarizeMesh(this, src, dst);
+      if (this.connections.size >= 100_000) this.connections.clear();
+      this.connections.set(key, s);
+    }
+    return s;
+  }
+  private readonly plans = new Map<string, CallerPlan>();
+  private readonly connections = new Map<string, MeshSummary>();
+
   /** Whether the destination port speaks gRPC (its refusals are gRPC PermissionDenied). */
   private isGrpc(dst: Pod, port: number, request: MeshRequest): boolean {
     const contentType = request.headers?.["content-type"] ?? "";
@@ -116,6 +281,16 @@ export class IstioMesh {
           direction: "ingress",
           allowed: true,
           default: "the destination has no proxy: mesh policies do not apply to it",
+        },
+      ];
+    }
+    if (flow.protocol !== "TCP") {
+      return [
+        {
+          layer: PEER_AUTHN_LAYER,
+          direction: "ingress",
+          allowed: true,
+          default: `the mesh's proxies capture TCP only: ${flow.protocol} passes around them`,
         },
       ];
     }

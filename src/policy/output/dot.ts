@@ -1,10 +1,10 @@
-import type { Row } from "./rows.js";
+import { connText, type Row } from "./rows.js";
 
 function q(s: string): string {
   return `"${s.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
-/** Graphviz: one cluster per namespace, external ranges as boxes, edges labelled with ports. */
+/** Graphviz: one cluster per namespace, external ranges as boxes, edges labelled with ports (and the L7 part). */
 export function formatDot(rows: readonly Row[]): string {
   const nodes = new Set<string>();
   for (const r of rows) {
@@ -39,7 +39,7 @@ export function formatDot(rows: readonly Row[]): string {
   for (const n of external)
     out.push(`\t${q(n)} [shape=box color=red2 label=${q(n.replace("[External]", ""))}]`);
   for (const r of rows)
-    out.push(`\t${q(r.src)} -> ${q(r.dst)} [label=${q(r.conn)} color=gold2 fontcolor=darkgreen]`);
+    out.push(`\t${q(r.src)} -> ${q(r.dst)} [label=${q(connText(r))} color=gold2 fontcolor=darkgreen]`);
   out.push("}");
   return `${out.join("\n")}\n`;
 }

@@ -1,5 +1,6 @@
-import type { Row } from "./rows.js";
+import { connText, type Row } from "./rows.js";
 
+/** `SRC => DST : CONN`, with the mesh's L7 part after CONN in parentheses: `TCP 80 (HTTP GET)`. */
 export function formatTxt(rows: readonly Row[]): string {
-  return rows.map((r) => `${r.src} => ${r.dst} : ${r.conn}\n`).join("");
+  return rows.map((r) => `${r.src} => ${r.dst} : ${connText(r)}\n`).join("");
 }
