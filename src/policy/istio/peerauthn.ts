@@ -565,7 +565,17 @@ export class CompiledPeerAuthn {
     return { effective, admission: admitConnection(effective, request, this.mesh) };
   }
 
+  private readonly byTarget = new WeakMap<MeshTarget, Resolved>();
+
   private resolve(target: MeshTarget): Resolved {
+    const known = this.byTarget.get(target);
+    if (known) return known;
+    const resolved = this.resolveByLabels(target);
+    this.byTarget.set(target, resolved);
+    return resolved;
+  }
+
+  private resolveByLabels(target: MeshTarget): Resolved {
     const key = labelsKey(target.namespace, target.labels);
     const hit = this.cache.get(key);
     if (hit !== undefined) return hit;
