@@ -14,6 +14,7 @@ for (const [name, flags] of [
   ["spiffe.js", []],
   ["ca.js", []],
   ["mesh.js", ["--expose-gc"]],
+  ["workload-api.js", ["--expose-gc"]],
 ] as const) {
   process.stdout.write(`\n=== ${name.replace(".js", "")} ===\n`);
   const r = spawnSync(process.execPath, [...flags, join(here, name), ...args], { stdio: "inherit" });
