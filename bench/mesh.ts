@@ -36,12 +36,20 @@ import {
   formatMs,
   formatNs,
   formatRatio,
+  formatShare,
+  formatSize,
+  gc,
+  type LatencyFigures,
   median,
+  medianOfRounds,
   quantileSorted,
+  type RoundLatency,
   table,
   timed,
+  timeRound,
+  timerOverheadNs,
 } from "./stats.js";
-import { mulberry32, pick, type Rng, randInt } from "./synthetic.js";
+import { mulberry32, pick, type Rng, randInt, suffix, TIERS, type Tier } from "./synthetic.js";
 
 const TARGET_DECIDE_P50_NS = 10_000;
 
@@ -90,11 +98,6 @@ function parseArgs(argv: readonly string[]): Options {
 
 function log(message: string): void {
   process.stderr.write(`  [mesh] ${message}\n`);
-}
-
-function gc(): void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) g();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,9 +151,6 @@ const NOUNS = [
   "reports",
   "feeds",
 ];
-const TIERS = ["web", "api", "db", "cache", "worker"] as const;
-type Tier = (typeof TIERS)[number];
-const SAFE = "bcdfghjklmnpqrstvwxz2456789";
 
 interface PortDef {
   /** Container port name. */
@@ -215,12 +215,6 @@ export interface SyntheticMesh {
 }
 
 const principalOf = (w: MeshWorkload) => `${TRUST_DOMAIN}/ns/${w.ns.name}/sa/${w.serviceAccount}`;
-
-function suffix(rng: Rng, length: number): string {
-  let s = "";
-  for (let i = 0; i < length; i++) s += SAFE[randInt(rng, SAFE.length)];
-  return s;
-}
 
 function sample<T>(rng: Rng, items: readonly T[], k: number): T[] {
   const pool = [...items];
@@ -871,29 +865,12 @@ function randomFlows(allPods: readonly Pod[], synth: SyntheticMesh, count: numbe
 // ---------------------------------------------------------------------------------------------
 // Timing
 
-/** Median cost of an empty `hrtime.bigint(); hrtime.bigint()` pair, in ns. */
-function timerOverheadNs(samples = 200_000): number {
-  const d = new Float64Array(samples);
-  for (let i = 0; i < samples; i++) {
-    const t0 = process.hrtime.bigint();
-    const t1 = process.hrtime.bigint();
-    d[i] = Number(t1 - t0);
-  }
-  return quantileSorted(d.sort(), 0.5);
-}
-
-interface LatencyStats {
+/** Figures: the median over rounds; perCall: the last round's. */
+interface LatencyStats extends LatencyFigures {
   calls: number;
   rounds: number;
   trueShare: number;
   timerOverheadNs: number;
-  p50Ns: number;
-  p90Ns: number;
-  p99Ns: number;
-  /** Median over batches of 1000 calls of the batch time / 1000 (no per-call timer). */
-  batchMeanNs: number;
-  /** Per-call latencies of the last round, overhead subtracted (for same-request ratios). */
-  perCall: Float64Array;
 }
 
 interface MeasureOptions {
@@ -919,11 +896,7 @@ function measure(total: number, call: (i: number) => boolean, o: MeasureOptions)
   const n = Math.min(total, o.calls ?? total);
   for (let i = 0; i < Math.min(n, WARM_CALLS); i++) call(i);
   const batchN = Math.min(n, BATCH_CALLS);
-  const p50: number[] = [];
-  const p90: number[] = [];
-  const p99: number[] = [];
-  const batchMeans: number[] = [];
-  let perCall = new Float64Array(n);
+  const results: RoundLatency[] = [];
   let yes = -1;
   let spentMs = 0;
   let rounds = 0;
@@ -933,31 +906,10 @@ function measure(total: number, call: (i: number) => boolean, o: MeasureOptions)
     const roundStart = process.hrtime.bigint();
     rounds++;
     gc();
-    const lat = new Float64Array(n);
-    let sink = 0;
-    for (let i = 0; i < n; i++) {
-      const t0 = process.hrtime.bigint();
-      const ok = call(i);
-      const t1 = process.hrtime.bigint();
-      if (ok) sink++;
-      lat[i] = Math.max(Number(t1 - t0) - o.overhead, 0);
-    }
-    if (yes < 0) yes = sink;
-    else if (sink !== yes) throw new Error("the measured function is not deterministic");
-    perCall = lat.slice();
-    lat.sort();
-    p50.push(quantileSorted(lat, 0.5));
-    p90.push(quantileSorted(lat, 0.9));
-    p99.push(quantileSorted(lat, 0.99));
-    const B = 1000;
-    const perBatch: number[] = [];
-    for (let b = 0; b + B <= batchN; b += B) {
-      const t0 = process.hrtime.bigint();
-      for (let i = b; i < b + B; i++) if (call(i)) sink++;
-      const t1 = process.hrtime.bigint();
-      perBatch.push(Number(t1 - t0) / B);
-    }
-    batchMeans.push(median(perBatch));
+    const r = timeRound(n, batchN, call, o.overhead);
+    if (yes < 0) yes = r.trueCount;
+    else if (r.trueCount !== yes) throw new Error("the measured function is not deterministic");
+    results.push(r);
     spentMs += Number(process.hrtime.bigint() - roundStart) / 1e6;
   }
   return {
@@ -965,11 +917,7 @@ function measure(total: number, call: (i: number) => boolean, o: MeasureOptions)
     rounds,
     trueShare: n > 0 ? yes / n : 0,
     timerOverheadNs: o.overhead,
-    p50Ns: median(p50),
-    p90Ns: median(p90),
-    p99Ns: median(p99),
-    batchMeanNs: median(batchMeans),
-    perCall,
+    ...medianOfRounds(results),
   };
 }
 
@@ -1000,7 +948,7 @@ function countBy<T>(items: Iterable<T>, key: (t: T) => string): Map<string, numb
 function shares(m: Map<string, number>, total: number): string {
   return [...m.entries()]
     .sort((a, b) => b[1] - a[1])
-    .map(([k, v]) => `${k} ${((v / total) * 100).toFixed(1)}%`)
+    .map(([k, v]) => `${k} ${formatShare(v / total)}`)
     .join(", ");
 }
 
@@ -1195,8 +1143,8 @@ function main(): void {
   for (const e of examples) process.stderr.write(`${e}\n`);
 
   // Report.
-  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-  const size = opts.pods % 1000 === 0 ? `${opts.pods / 1000}k` : String(opts.pods);
+  const pct = formatShare;
+  const size = formatSize(opts.pods);
   const rules = authorizationPolicies.reduce((n, p) => n + (p.rules === "none" ? 0 : p.rules.length), 0);
   const lat = (name: string, s: LatencyStats, target = ""): string[][] => [
     [`  ${name} p50`, formatNs(s.p50Ns), target],

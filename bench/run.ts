@@ -27,11 +27,19 @@ import {
   formatMs,
   formatNs,
   formatRatio,
+  formatShare,
+  formatSize,
+  gc,
+  type LatencyFigures,
   median,
+  medianOfRounds,
   nowMs,
   quantileSorted,
+  type RoundLatency,
   table,
   timed,
+  timeRound,
+  timerOverheadNs,
 } from "./stats.js";
 import { mulberry32, pick, randInt, syntheticCluster } from "./synthetic.js";
 
@@ -97,18 +105,12 @@ interface SizeResult {
   };
 }
 
-interface DecideStats {
+/** Figures: the median over rounds; perCall: the last round's. */
+interface DecideStats extends LatencyFigures {
   flows: number;
   rounds: number;
   allowedShare: number;
   timerOverheadNs: number;
-  p50Ns: number;
-  p90Ns: number;
-  p99Ns: number;
-  /** Median over batches of 1000 calls of the batch time / 1000: throughput, no per-call timer. */
-  batchMeanNs: number;
-  /** Per-call latencies of the last round, overhead subtracted (for same-flow ratios). */
-  perCall: Float64Array;
 }
 
 function parseArgs(argv: readonly string[]): Options {
@@ -135,22 +137,13 @@ function parseArgs(argv: readonly string[]): Options {
   };
 }
 
-function gc(): void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) g();
-}
-
 function maxRssBytes(): number {
   // resourceUsage().maxRSS is in kilobytes.
   return process.resourceUsage().maxRSS * 1024;
 }
 
 function log(size: number, message: string): void {
-  process.stderr.write(`  [${label(size)}] ${message}\n`);
-}
-
-function label(size: number): string {
-  return size % 1000 === 0 ? `${size / 1000}k` : String(size);
+  process.stderr.write(`  [${formatSize(size)}] ${message}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,17 +191,6 @@ function randomFlows(pods: readonly Pod[], count: number, seed: number): Flow[] 
   return flows;
 }
 
-/** Median cost of an empty `hrtime.bigint(); hrtime.bigint()` pair, in ns. */
-function timerOverheadNs(samples = 200_000): number {
-  const d = new Float64Array(samples);
-  for (let i = 0; i < samples; i++) {
-    const t0 = process.hrtime.bigint();
-    const t1 = process.hrtime.bigint();
-    d[i] = Number(t1 - t0);
-  }
-  return quantileSorted(d.sort(), 0.5);
-}
-
 /**
  * decide latency: every call timed on its own (hrtime before and after, the timer's own
  * median cost subtracted), and separately batches of 1000 calls timed as a whole (no per-call
@@ -219,50 +201,19 @@ function measureDecide(decide: (f: Flow) => boolean, flows: readonly Flow[], rou
   const overhead = timerOverheadNs();
   let allowed = 0;
   for (let i = 0; i < n; i++) if (decide(flows[i] as Flow)) allowed++;
-  const p50: number[] = [];
-  const p90: number[] = [];
-  const p99: number[] = [];
-  const batchMeans: number[] = [];
-  let perCall = new Float64Array(n);
+  const results: RoundLatency[] = [];
   for (let round = 0; round < rounds; round++) {
     gc();
-    const lat = new Float64Array(n);
-    let sink = 0;
-    for (let i = 0; i < n; i++) {
-      const f = flows[i] as Flow;
-      const t0 = process.hrtime.bigint();
-      const ok = decide(f);
-      const t1 = process.hrtime.bigint();
-      if (ok) sink++;
-      const d = Number(t1 - t0) - overhead;
-      lat[i] = Math.max(d, 0);
-    }
-    if (sink !== allowed) throw new Error("decide is not deterministic");
-    perCall = lat.slice();
-    lat.sort();
-    p50.push(quantileSorted(lat, 0.5));
-    p90.push(quantileSorted(lat, 0.9));
-    p99.push(quantileSorted(lat, 0.99));
-    const B = 1000;
-    const perBatch: number[] = [];
-    for (let b = 0; b + B <= n; b += B) {
-      const t0 = process.hrtime.bigint();
-      for (let i = b; i < b + B; i++) if (decide(flows[i] as Flow)) sink++;
-      const t1 = process.hrtime.bigint();
-      perBatch.push(Number(t1 - t0) / B);
-    }
-    batchMeans.push(median(perBatch));
+    const r = timeRound(n, n, (i) => decide(flows[i] as Flow), overhead);
+    if (r.trueCount !== allowed) throw new Error("decide is not deterministic");
+    results.push(r);
   }
   return {
     flows: n,
     rounds,
     allowedShare: allowed / n,
     timerOverheadNs: overhead,
-    p50Ns: median(p50),
-    p90Ns: median(p90),
-    p99Ns: median(p99),
-    batchMeanNs: median(batchMeans),
-    perCall,
+    ...medianOfRounds(results),
   };
 }
 
@@ -507,7 +458,7 @@ function mark(ok: boolean): string {
 }
 
 function report(results: readonly SizeResult[], opts: Options): string {
-  const header = ["", ...results.map((r) => `${label(r.size)} pods`), "target"];
+  const header = ["", ...results.map((r) => `${formatSize(r.size)} pods`), "target"];
   const row = (name: string, f: (r: SizeResult) => string, target = ""): string[] => [
     name,
     ...results.map(f),
@@ -535,7 +486,7 @@ function report(results: readonly SizeResult[], opts: Options): string {
     row("  peak RSS, whole child", (r) => formatBytes(r.rssEnd)),
     blank("decide (random pod→pod flows)"),
     row("  flows × rounds", (r) => `${formatCount(r.decide.flows)} × ${r.decide.rounds}`),
-    row("  allowed share", (r) => `${(r.decide.allowedShare * 100).toFixed(1)}%`),
+    row("  allowed share", (r) => formatShare(r.decide.allowedShare)),
     row("  timer overhead (subtracted)", (r) => `${r.decide.timerOverheadNs} ns`),
     row("  p50 per call", (r) => formatNs(r.decide.p50Ns), "≤ 5 µs"),
     row("  p90 per call", (r) => formatNs(r.decide.p90Ns)),
@@ -577,13 +528,13 @@ function report(results: readonly SizeResult[], opts: Options): string {
   for (const r of results) {
     if (r.reference.estimated) {
       lines.push(
-        `~ ${label(r.size)}: reference connectivity estimated from ${r.reference.sampledPairs} sampled pairs (${formatMs(r.reference.sampleMs)}), over the ${opts.referenceBudgetMs / 1000} s budget`,
+        `~ ${formatSize(r.size)}: reference connectivity estimated from ${r.reference.sampledPairs} sampled pairs (${formatMs(r.reference.sampleMs)}), over the ${opts.referenceBudgetMs / 1000} s budget`,
       );
     }
     const warnings = Object.entries(r.warnings)
       .map(([k, v]) => `${k} ×${v}`)
       .join(", ");
-    if (warnings) lines.push(`  ${label(r.size)} warnings: ${warnings}`);
+    if (warnings) lines.push(`  ${formatSize(r.size)} warnings: ${warnings}`);
   }
   lines.push("", "targets:");
   for (const r of results) {
@@ -601,7 +552,7 @@ function report(results: readonly SizeResult[], opts: Options): string {
       );
     }
     lines.push(
-      `  ${label(r.size)} decide p50 ≤ 5 µs: ${formatNs(r.decide.p50Ns)}  ${mark(r.decide.p50Ns <= TARGETS.decideP50Ns)}`,
+      `  ${formatSize(r.size)} decide p50 ≤ 5 µs: ${formatNs(r.decide.p50Ns)}  ${mark(r.decide.p50Ns <= TARGETS.decideP50Ns)}`,
     );
   }
   return lines.join("\n");
@@ -622,13 +573,13 @@ async function main(): Promise<void> {
   const passOn = argv.filter((a, i) => a !== "--sizes" && argv[i - 1] !== "--sizes");
   const started = nowMs();
   process.stderr.write(
-    `Tessera scale benchmark: ${opts.sizes.map(label).join(", ")} pods, node ${process.version}, ${opts.flows} flows\n`,
+    `Tessera scale benchmark: ${opts.sizes.map(formatSize).join(", ")} pods, node ${process.version}, ${opts.flows} flows\n`,
   );
   const results: SizeResult[] = [];
   for (const size of opts.sizes) {
     const t0 = nowMs();
     results.push(await runChild(size, passOn));
-    process.stderr.write(`  [${label(size)}] done in ${formatMs(nowMs() - t0)}\n`);
+    process.stderr.write(`  [${formatSize(size)}] done in ${formatMs(nowMs() - t0)}\n`);
   }
   console.log(`\n${report(results, opts)}`);
   console.log(`\ntotal benchmark time ${formatMs(nowMs() - started)}`);

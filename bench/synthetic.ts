@@ -67,7 +67,8 @@ const NOUNS = [
 /** The alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes). */
 const SAFE = "bcdfghjklmnpqrstvwxz2456789";
 
-function suffix(rng: Rng, length: number): string {
+/** A random generated-name suffix of `length` characters (Kubernetes' alphabet). */
+export function suffix(rng: Rng, length: number): string {
   let s = "";
   for (let i = 0; i < length; i++) s += SAFE[randInt(rng, SAFE.length)];
   return s;

@@ -1,9 +1,18 @@
-import { type Diagnostics, displayValue, InputError } from "../../kube/errors.js";
+import { type Diagnostics, displayValue } from "../../kube/errors.js";
 import type { Labels } from "../../kube/labels.js";
 import { objectName, type PolicyObject } from "../../kube/objects.js";
 import { type LabelSelector, type Requirement, selectorFromRequirements } from "../../kube/selector.js";
 import type { PolicyRef } from "../netpol/model.js";
 import { DEFAULT_MESH, type MeshConfig, type MeshRequest, type MeshTarget, principalOf } from "./mesh.js";
+import {
+  checkKindAndApiVersion,
+  type Fail,
+  isObj,
+  matchLabelsEntries,
+  type Obj,
+  reportersFor,
+  specMap,
+} from "./security-object.js";
 
 /**
  * Istio PeerAuthentication (security.istio.io v1 / v1beta1): which mTLS mode a workload's
@@ -64,17 +73,8 @@ export interface ConnectionAdmission {
   readonly detail: string;
 }
 
-type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-const API_VERSIONS = new Set(["security.istio.io/v1", "security.istio.io/v1beta1"]);
 const SPEC_FIELDS = new Set(["selector", "mtls", "portLevelMtls"]);
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-/** The CRD's limit on matchLabels entries (istio/api WorkloadSelector, MaxProperties). */
-const MAX_MATCH_LABELS = 4096;
 
 const refName = (ref: PolicyRef): string => `${ref.namespace}/${ref.name}`;
 
@@ -91,19 +91,8 @@ export function parsePeerAuthentication(
   diag: Diagnostics,
   mesh: MeshConfig = DEFAULT_MESH,
 ): PeerAuthentication {
-  const object = objectName("PeerAuthentication", obj.namespace, obj.name);
-  const fail = (code: string, message: string): never => {
-    throw new InputError(code, message, obj.source, object);
-  };
-  const warn = (code: string, message: string): void => diag.warn(code, message, obj.source, object);
-
-  if (obj.kind !== "PeerAuthentication") fail("invalid-kind", `kind ${obj.kind} is not PeerAuthentication`);
-  if (!API_VERSIONS.has(obj.apiVersion)) {
-    fail(
-      "invalid-api-version",
-      `apiVersion "${obj.apiVersion}" is not served for PeerAuthentication (expected security.istio.io/v1 or security.istio.io/v1beta1)`,
-    );
-  }
+  const { fail, warn } = reportersFor(obj, "PeerAuthentication", diag);
+  checkKindAndApiVersion(obj, "PeerAuthentication", fail);
 
   let created: number | undefined;
   if (obj.creationTimestamp !== undefined) {
@@ -117,9 +106,7 @@ export function parsePeerAuthentication(
     created = t;
   }
 
-  if (obj.spec !== undefined && obj.spec !== null && !isObj(obj.spec))
-    fail("invalid-spec", "spec must be a map");
-  const spec: Obj = isObj(obj.spec) ? obj.spec : {};
+  const spec = specMap(obj, fail);
   for (const k of Object.keys(spec)) {
     if (SPEC_FIELDS.has(k)) continue;
     const hint =
@@ -137,47 +124,29 @@ export function parsePeerAuthentication(
   const rawSelector = spec.selector;
   if (rawSelector !== undefined && rawSelector !== null) {
     selectorWritten = true;
-    if (!isObj(rawSelector)) fail("invalid-selector", "spec.selector must be a map with matchLabels");
-    const sel = rawSelector as Obj;
-    for (const k of Object.keys(sel)) {
-      if (k === "matchLabels") continue;
-      fail(
-        "invalid-selector",
-        k === "matchExpressions"
-          ? "spec.selector.matchExpressions: Istio's WorkloadSelector has matchLabels only"
-          : `spec.selector.${k}: unknown field (Istio's WorkloadSelector has matchLabels only)`,
-      );
-    }
-    const ml = sel.matchLabels;
     const requirements: Requirement[] = [];
-    if (ml !== undefined && ml !== null) {
-      if (!isObj(ml)) fail("invalid-selector", "spec.selector.matchLabels must be a map of strings");
-      const entries = Object.entries(ml as Obj);
-      if (entries.length > MAX_MATCH_LABELS)
-        fail("invalid-selector", `spec.selector.matchLabels: more than ${MAX_MATCH_LABELS} labels`);
-      for (const [k, v] of entries) {
-        if (k === "") fail("invalid-selector", "spec.selector.matchLabels: key must not be empty");
-        if (k.includes("*"))
-          fail(
-            "invalid-selector",
-            `spec.selector.matchLabels: wildcard not allowed in label key match ("${k}")`,
-          );
-        if (typeof v !== "string") {
-          fail(
-            "invalid-selector",
-            `spec.selector.matchLabels["${k}"]: ${displayValue(v)} is not a string (quote it: "${displayValue(v)}")`,
-          );
-        }
-        const value = v as string;
-        if (value.includes("*"))
-          fail(
-            "invalid-selector",
-            `spec.selector.matchLabels["${k}"]: wildcard not allowed in label value match ("${value}")`,
-          );
-        if (value.length > 63)
-          fail("invalid-selector", `spec.selector.matchLabels["${k}"]: value longer than 63 characters`);
-        requirements.push({ key: k, operator: "In", values: [value] });
+    for (const [k, v] of matchLabelsEntries(rawSelector, fail)) {
+      if (k === "") fail("invalid-selector", "spec.selector.matchLabels: key must not be empty");
+      if (k.includes("*"))
+        fail(
+          "invalid-selector",
+          `spec.selector.matchLabels: wildcard not allowed in label key match ("${k}")`,
+        );
+      if (typeof v !== "string") {
+        fail(
+          "invalid-selector",
+          `spec.selector.matchLabels["${k}"]: ${displayValue(v)} is not a string (quote it: "${displayValue(v)}")`,
+        );
       }
+      const value = v as string;
+      if (value.includes("*"))
+        fail(
+          "invalid-selector",
+          `spec.selector.matchLabels["${k}"]: wildcard not allowed in label value match ("${value}")`,
+        );
+      if (value.length > 63)
+        fail("invalid-selector", `spec.selector.matchLabels["${k}"]: value longer than 63 characters`);
+      requirements.push({ key: k, operator: "In", values: [value] });
     }
     if (requirements.length > 0) selector = selectorFromRequirements(requirements);
   }
@@ -248,7 +217,7 @@ export function parsePeerAuthentication(
   };
 }
 
-function parseMtls(raw: unknown, field: string, fail: (code: string, message: string) => never): MtlsMode {
+function parseMtls(raw: unknown, field: string, fail: Fail): MtlsMode {
   if (raw === undefined || raw === null) return "UNSET";
   if (!isObj(raw)) return fail("invalid-mtls", `${field} must be a map such as {mode: STRICT}`);
   for (const k of Object.keys(raw)) {

@@ -14,7 +14,7 @@
 import { create, type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { JwtBundle } from "../bundle/jwtbundle.js";
-import { JwtBundleSet, X509BundleSet } from "../bundle/set.js";
+import { type BundleSet, JwtBundleSet, X509BundleSet } from "../bundle/set.js";
 import { X509Bundle } from "../bundle/x509bundle.js";
 import { SpiffeError } from "../errors.js";
 import { SpiffeId, TrustDomain } from "../id.js";
@@ -248,33 +248,43 @@ export function parseX509Context(res: X509SVIDResponse): X509Context {
   return { svids, bundles };
 }
 
-export function parseX509Bundles(res: X509BundlesResponse): X509BundleSet {
-  const set = new X509BundleSet();
-  for (const [key, der] of Object.entries(res.bundles)) {
-    if (der.length === 0) continue;
-    const td = trustDomainKey(key, "X509BundlesResponse.bundles");
+/**
+ * Fills `set` from a required `bundles` field (trust domain → bundle bytes; empty bytes: no
+ * bundle). A key that is not a trust domain, bytes that do not parse, or no bundle at all make
+ * the response malformed.
+ */
+function addRequiredBundles<B extends { readonly trustDomain: TrustDomain }>(
+  set: BundleSet<B>,
+  bundles: { readonly [key: string]: Uint8Array },
+  field: string,
+  kind: "X.509" | "JWT",
+  parse: (td: TrustDomain, bytes: Buffer) => B,
+): void {
+  for (const [key, bytes] of Object.entries(bundles)) {
+    if (bytes.length === 0) continue;
+    const td = trustDomainKey(key, field);
     try {
-      set.add(X509Bundle.fromDer(td, toBuffer(der)));
+      set.add(parse(td, toBuffer(bytes)));
     } catch (err) {
-      throw malformed(`X509BundlesResponse.bundles[${JSON.stringify(key)}] is not a valid X.509 bundle`, err);
+      throw malformed(`${field}[${JSON.stringify(key)}] is not a valid ${kind} bundle`, err);
     }
   }
-  if (set.size === 0) throw malformed("X509BundlesResponse.bundles is empty (it is required)");
+  if (set.size === 0) throw malformed(`${field} is empty (it is required)`);
+}
+
+export function parseX509Bundles(res: X509BundlesResponse): X509BundleSet {
+  const set = new X509BundleSet();
+  addRequiredBundles(set, res.bundles, "X509BundlesResponse.bundles", "X.509", (td, der) =>
+    X509Bundle.fromDer(td, der),
+  );
   return set;
 }
 
 export function parseJwtBundles(res: JWTBundlesResponse): JwtBundleSet {
   const set = new JwtBundleSet();
-  for (const [key, jwks] of Object.entries(res.bundles)) {
-    if (jwks.length === 0) continue;
-    const td = trustDomainKey(key, "JWTBundlesResponse.bundles");
-    try {
-      set.add(JwtBundle.parse(td, toBuffer(jwks)));
-    } catch (err) {
-      throw malformed(`JWTBundlesResponse.bundles[${JSON.stringify(key)}] is not a valid JWT bundle`, err);
-    }
-  }
-  if (set.size === 0) throw malformed("JWTBundlesResponse.bundles is empty (it is required)");
+  addRequiredBundles(set, res.bundles, "JWTBundlesResponse.bundles", "JWT", (td, jwks) =>
+    JwtBundle.parse(td, jwks),
+  );
   return set;
 }
 

@@ -7,10 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { Diagnostics } from "../../../src/kube/errors.js";
 import { CompiledAuthz } from "../../../src/policy/istio/authz/compiled.js";
-import type { AuthorizationPolicy } from "../../../src/policy/istio/authz/model.js";
-import { parseAuthorizationPolicy } from "../../../src/policy/istio/authz/parse.js";
 import { type AuthzDecision, ReferenceAuthz } from "../../../src/policy/istio/authz/reference.js";
 import {
   DEFAULT_MESH,
@@ -18,8 +15,19 @@ import {
   type MeshRequest,
   type MeshTarget,
 } from "../../../src/policy/istio/mesh.js";
-
-type Obj = Record<string, unknown>;
+import {
+  authzPolicyObject,
+  extAuthzArb,
+  istioSource,
+  maybe,
+  type Obj,
+  operationArbOf,
+  parsePolicies,
+  pathNormalizationArb,
+  ruleArbOf,
+  sub,
+  uniqueByName,
+} from "./arbitraries.js";
 
 const ROOT = "istio-system";
 const NAMESPACES = ["ns1", "ns2", ROOT] as const;
@@ -60,27 +68,6 @@ const CONDITIONS: readonly { key: string; values: readonly string[] }[] = [
   { key: "experimental.envoy.filters.a.b[c]", values: ["d"] },
 ];
 
-const IDENTITY_FIELDS = new Set([
-  "principals",
-  "notPrincipals",
-  "namespaces",
-  "notNamespaces",
-  "serviceAccounts",
-  "notServiceAccounts",
-  "requestPrincipals",
-  "notRequestPrincipals",
-]);
-const IDENTITY_KEYS = (k: string) =>
-  k === "source.namespace" ||
-  k === "source.principal" ||
-  k === "source.serviceAccount" ||
-  k.startsWith("request.auth.");
-
-const sub = <T>(pool: readonly T[]) => fc.subarray([...pool], { minLength: 1, maxLength: 2 });
-
-/** A field list, or nothing (mostly nothing, so that rules stay small and match often). */
-const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { freq: 3, nil: undefined });
-
 const sourceArb: fc.Arbitrary<Obj> = fc
   .record({
     principals: maybe(sub(POOLS.principals)),
@@ -98,37 +85,7 @@ const sourceArb: fc.Arbitrary<Obj> = fc
     trustDomains: maybe(sub(POOLS.trustDomains)),
     notTrustDomains: maybe(sub(POOLS.trustDomains)),
   })
-  .map((s) => {
-    const out: Obj = {};
-    for (const [k, v] of Object.entries(s)) if (v !== undefined) out[k] = v;
-    // Istio refuses serviceAccounts together with principals or namespaces.
-    if (out.serviceAccounts || out.notServiceAccounts) {
-      delete out.principals;
-      delete out.notPrincipals;
-      delete out.namespaces;
-      delete out.notNamespaces;
-    }
-    if (Object.keys(out).length === 0) out.ipBlocks = ["10.0.0.0/8"];
-    return out;
-  });
-
-const operationArb: fc.Arbitrary<Obj> = fc
-  .record({
-    hosts: maybe(sub(POOLS.hosts)),
-    notHosts: maybe(sub(POOLS.hosts)),
-    ports: maybe(sub(POOLS.ports)),
-    notPorts: maybe(sub(POOLS.ports)),
-    methods: maybe(sub(POOLS.methods)),
-    notMethods: maybe(sub(POOLS.methods)),
-    paths: maybe(sub(POOLS.paths)),
-    notPaths: maybe(sub(POOLS.paths)),
-  })
-  .map((o) => {
-    const out: Obj = {};
-    for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-    if (Object.keys(out).length === 0) out.ports = ["8080"];
-    return out;
-  });
+  .map((s) => istioSource(s, () => ({ ipBlocks: ["10.0.0.0/8"] })));
 
 const conditionArb: fc.Arbitrary<Obj> = fc
   .record({
@@ -145,55 +102,13 @@ const conditionArb: fc.Arbitrary<Obj> = fc
     return out;
   });
 
-const ruleArb: fc.Arbitrary<Obj> = fc
-  .record({
-    from: maybe(
-      fc.array(
-        sourceArb.map((source) => ({ source })),
-        { minLength: 1, maxLength: 2 },
-      ),
-    ),
-    to: maybe(
-      fc.array(
-        operationArb.map((operation) => ({ operation })),
-        { minLength: 1, maxLength: 2 },
-      ),
-    ),
-    when: maybe(fc.array(conditionArb, { minLength: 1, maxLength: 2 })),
-  })
-  .map((r) => {
-    const out: Obj = {};
-    for (const [k, v] of Object.entries(r)) if (v !== undefined) out[k] = v;
-    return out;
-  });
+const ruleArb = ruleArbOf(
+  sourceArb,
+  operationArbOf(POOLS, () => ({ ports: ["8080"] })),
+  conditionArb,
+);
 
-/** Remove what Istio refuses in a CUSTOM policy (identity fields and keys). */
-function customSafe(rule: Obj): Obj {
-  const out: Obj = { ...rule };
-  if (Array.isArray(rule.from)) {
-    out.from = (rule.from as { source: Obj }[]).map(({ source }) => {
-      const s: Obj = {};
-      for (const [k, v] of Object.entries(source)) if (!IDENTITY_FIELDS.has(k)) s[k] = v;
-      if (Object.keys(s).length === 0) s.ipBlocks = ["10.0.0.0/8"];
-      return { source: s };
-    });
-  }
-  if (Array.isArray(rule.when)) {
-    const when = (rule.when as Obj[]).filter((c) => !IDENTITY_KEYS(c.key as string));
-    if (when.length > 0) out.when = when;
-    else delete out.when;
-  }
-  return out;
-}
-
-interface GenPolicy {
-  namespace: string;
-  name: string;
-  dryRun: boolean;
-  spec: Obj;
-}
-
-const policyArb: fc.Arbitrary<GenPolicy> = fc
+const policyArb: fc.Arbitrary<Obj> = fc
   .record({
     namespace: fc.constantFrom(...NAMESPACES),
     name: fc.constantFrom(...POLICY_NAMES),
@@ -210,47 +125,9 @@ const policyArb: fc.Arbitrary<GenPolicy> = fc
     rules: fc.option(fc.array(ruleArb, { minLength: 1, maxLength: 3 }), { freq: 6, nil: undefined }),
     dry: fc.nat(9),
   })
-  .map((p) => {
-    const spec: Obj = {};
-    let rules = p.rules;
-    if ((p.action === "DENY" || p.action === "CUSTOM") && rules === undefined) rules = [{}];
-    if (p.action !== "ALLOW") spec.action = p.action;
-    if (p.action === "CUSTOM") {
-      spec.provider = { name: p.provider };
-      rules = rules?.map(customSafe);
-    }
-    if (p.targetRef !== undefined) {
-      spec.targetRef = { group: "gateway.networking.k8s.io", kind: "Gateway", name: p.targetRef };
-    } else if (p.selector !== undefined) spec.selector = p.selector;
-    if (rules !== undefined) spec.rules = rules;
-    return { namespace: p.namespace, name: p.name, dryRun: p.dry === 0, spec };
-  });
+  .map(({ dry, ...p }) => authzPolicyObject({ ...p, dryRun: dry === 0 }));
 
-/** Distinct names per namespace (two objects cannot share namespace/name). */
-const policiesArb = fc.uniqueArray(policyArb, {
-  minLength: 0,
-  maxLength: 6,
-  selector: (p) => `${p.namespace}/${p.name}`,
-});
-
-function parsePolicies(gen: readonly GenPolicy[]): AuthorizationPolicy[] {
-  const diag = new Diagnostics();
-  return gen.map((g, i) =>
-    parseAuthorizationPolicy(
-      {
-        kind: "AuthorizationPolicy",
-        apiVersion: "security.istio.io/v1",
-        namespace: g.namespace,
-        name: g.name,
-        spec: g.spec,
-        source: { file: "generated.yaml", line: i + 1 },
-        creationTimestamp: undefined,
-        annotations: g.dryRun ? { "istio.io/dry-run": "true" } : {},
-      },
-      diag,
-    ),
-  );
-}
+const policiesArb = uniqueByName(policyArb, 6);
 
 const targetArb: fc.Arbitrary<MeshTarget> = fc
   .record({
@@ -297,7 +174,7 @@ const requestArb: fc.Arbitrary<MeshRequest> = fc
     header: fc.constantFrom("foo", "bar", undefined),
     destinationIp: fc.constantFrom("10.1.0.2", undefined),
     sni: fc.constantFrom(undefined, "a.example.com"),
-    extAuthz: fc.constantFrom(undefined, "allow", "deny") as fc.Arbitrary<"allow" | "deny" | undefined>,
+    extAuthz: extAuthzArb,
   })
   .map((r) => {
     const req: Record<string, unknown> = { principal: r.principal, port: r.port, protocol: r.protocol };
@@ -318,13 +195,8 @@ const meshArb: fc.Arbitrary<MeshConfig> = fc
   .record({
     profile: fc.constantFrom("sidecar", "sidecar", "ztunnel") as fc.Arbitrary<"sidecar" | "ztunnel">,
     aliases: fc.constantFrom([], ["td2"], ["td*"]),
-    pathNormalization: fc.constantFrom(
-      "NONE",
-      "BASE",
-      "MERGE_SLASHES",
-      "DECODE_AND_MERGE_SLASHES",
-    ) as fc.Arbitrary<MeshConfig["pathNormalization"]>,
-    extAuthz: fc.constantFrom(undefined, "allow", "deny") as fc.Arbitrary<"allow" | "deny" | undefined>,
+    pathNormalization: pathNormalizationArb,
+    extAuthz: extAuthzArb,
   })
   .map((m) => ({
     ...DEFAULT_MESH,

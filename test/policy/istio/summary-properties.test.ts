@@ -18,7 +18,6 @@ import { ConnectionSet } from "../../../src/policy/connset.js";
 import { compile } from "../../../src/policy/engine.js";
 import * as iv from "../../../src/policy/intervals.js";
 import { CompiledAuthz } from "../../../src/policy/istio/authz/compiled.js";
-import { parseAuthorizationPolicy } from "../../../src/policy/istio/authz/parse.js";
 import {
   type HttpMatch,
   type HttpRequests,
@@ -36,8 +35,20 @@ import {
 } from "../../../src/policy/istio/mesh.js";
 import { applyingPolicies, httpRequestsFor, type L7Constraint } from "../../../src/policy/istio/summary.js";
 import type { Endpoint, Flow, HttpRequest } from "../../../src/policy/model.js";
-
-type Obj = Record<string, unknown>;
+import {
+  authzPolicyObject,
+  compact,
+  extAuthzArb,
+  istioSource,
+  maybe,
+  type Obj,
+  operationArbOf,
+  parsePolicies,
+  pathNormalizationArb,
+  ruleArbOf,
+  sub,
+  uniqueByName,
+} from "./arbitraries.js";
 
 const NUM_RUNS = Number(process.env.TESSERA_FC_RUNS ?? 300);
 
@@ -119,14 +130,6 @@ const CONDITIONS: readonly { key: string; values: readonly string[] }[] = [
   { key: "connection.sni", values: ["*"] },
 ];
 
-const sub = (pool: readonly string[]) => fc.subarray([...pool], { minLength: 1, maxLength: 2 });
-const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { freq: 3, nil: undefined });
-const compact = (o: Obj): Obj => {
-  const out: Obj = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
-};
-
 const sourceArb = fc
   .record({
     principals: maybe(sub(POOLS.principals)),
@@ -138,34 +141,7 @@ const sourceArb = fc
     notIpBlocks: maybe(sub(POOLS.ipBlocks)),
     requestPrincipals: fc.option(fc.constant(["*"]), { freq: 8, nil: undefined }),
   })
-  .map((s) => {
-    const out = compact(s);
-    if (out.serviceAccounts) {
-      delete out.principals;
-      delete out.notPrincipals;
-      delete out.namespaces;
-      delete out.notNamespaces;
-    }
-    if (Object.keys(out).length === 0) out.namespaces = ["ns1"];
-    return out;
-  });
-
-const operationArb = fc
-  .record({
-    hosts: maybe(sub(POOLS.hosts)),
-    notHosts: maybe(sub(POOLS.hosts)),
-    ports: maybe(sub(POOLS.ports)),
-    notPorts: maybe(sub(POOLS.ports)),
-    methods: maybe(sub(POOLS.methods)),
-    notMethods: maybe(sub(POOLS.methods)),
-    paths: maybe(sub(POOLS.paths)),
-    notPaths: maybe(sub(POOLS.paths)),
-  })
-  .map((o) => {
-    const out = compact(o);
-    if (Object.keys(out).length === 0) out.methods = ["GET"];
-    return out;
-  });
+  .map((s) => istioSource(s, () => ({ namespaces: ["ns1"] })));
 
 const conditionArb = fc
   .record({ c: fc.constantFrom(...CONDITIONS), negative: fc.boolean(), seed: fc.nat() })
@@ -174,23 +150,11 @@ const conditionArb = fc
     [negative ? "notValues" : "values"]: [c.values[seed % c.values.length]],
   }));
 
-const ruleArb = fc
-  .record({
-    from: maybe(
-      fc.array(
-        sourceArb.map((source) => ({ source })),
-        { minLength: 1, maxLength: 2 },
-      ),
-    ),
-    to: maybe(
-      fc.array(
-        operationArb.map((operation) => ({ operation })),
-        { minLength: 1, maxLength: 2 },
-      ),
-    ),
-    when: maybe(fc.array(conditionArb, { minLength: 1, maxLength: 2 })),
-  })
-  .map(compact);
+const ruleArb = ruleArbOf(
+  sourceArb,
+  operationArbOf(POOLS, () => ({ methods: ["GET"] })),
+  conditionArb,
+);
 
 const authzArb = fc
   .record({
@@ -206,49 +170,7 @@ const authzArb = fc
     rules: fc.option(fc.array(ruleArb, { minLength: 1, maxLength: 3 }), { freq: 6, nil: undefined }),
     dryRun: fc.nat(9),
   })
-  .map((p): Obj => {
-    const spec: Obj = {};
-    let rules = p.rules as Obj[] | undefined;
-    if ((p.action === "DENY" || p.action === "CUSTOM") && rules === undefined) rules = [{}];
-    if (p.action !== "ALLOW") spec.action = p.action;
-    if (p.action === "CUSTOM") {
-      spec.provider = { name: "ext-authz" };
-      // CUSTOM refuses identity fields.
-      rules = rules?.map((r) => {
-        const out: Obj = { ...r };
-        if (Array.isArray(r.from)) {
-          out.from = (r.from as { source: Obj }[]).map(({ source }) => {
-            const s: Obj = {};
-            for (const [k, v] of Object.entries(source))
-              if (k === "ipBlocks" || k === "notIpBlocks") s[k] = v;
-            if (Object.keys(s).length === 0) s.ipBlocks = ["10.0.0.0/8"];
-            return { source: s };
-          });
-        }
-        if (Array.isArray(r.when)) {
-          const when = (r.when as Obj[]).filter(
-            (c) =>
-              !["source.namespace", "source.principal", "request.auth.principal"].includes(c.key as string),
-          );
-          if (when.length > 0) out.when = when;
-          else delete out.when;
-        }
-        return out;
-      });
-    }
-    if (p.selector) spec.selector = p.selector;
-    if (rules !== undefined) spec.rules = rules;
-    return {
-      apiVersion: "security.istio.io/v1",
-      kind: "AuthorizationPolicy",
-      metadata: {
-        namespace: p.namespace,
-        name: p.name,
-        ...(p.dryRun === 0 ? { annotations: { "istio.io/dry-run": "true" } } : {}),
-      },
-      spec,
-    };
-  });
+  .map(({ dryRun, ...p }) => authzPolicyObject({ ...p, provider: "ext-authz", dryRun: dryRun === 0 }));
 
 const MODES = ["UNSET", "DISABLE", "PERMISSIVE", "STRICT"] as const;
 
@@ -279,21 +201,10 @@ const peerAuthnArb = fc
 
 const meshArb: fc.Arbitrary<Partial<MeshConfig>> = fc.record({
   profile: fc.constantFrom("sidecar", "sidecar", "sidecar", "ztunnel") as fc.Arbitrary<"sidecar" | "ztunnel">,
-  pathNormalization: fc.constantFrom(
-    "NONE",
-    "BASE",
-    "MERGE_SLASHES",
-    "DECODE_AND_MERGE_SLASHES",
-  ) as fc.Arbitrary<MeshConfig["pathNormalization"]>,
-  extAuthz: fc.constantFrom(undefined, "allow", "deny") as fc.Arbitrary<"allow" | "deny" | undefined>,
+  pathNormalization: pathNormalizationArb,
+  extAuthz: extAuthzArb,
   trustDomainAliases: fc.constantFrom([], ["td2"]),
 });
-
-const unique = <T extends Obj>(arb: fc.Arbitrary<T>, max: number) =>
-  fc.uniqueArray(arb, {
-    maxLength: max,
-    selector: (o) => `${(o.metadata as Obj).namespace}/${(o.metadata as Obj).name}`,
-  });
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -365,8 +276,8 @@ describe("mesh summary = IstioMesh.decide (PeerAuthentication, then CompiledAuth
     const seen = { allowed: 0, denied: 0, l7: 0 };
     fc.assert(
       fc.property(
-        unique(authzArb, 5),
-        unique(peerAuthnArb, 3),
+        uniqueByName(authzArb, 5),
+        uniqueByName(peerAuthnArb, 3),
         meshArb,
         fc.array(queryArb, { minLength: 1, maxLength: 12 }),
         (authz, peerAuthn, meshOptions, queries) => {
@@ -455,7 +366,7 @@ describe("HTTP requests of a peer and port = CompiledAuthz.evaluate", () => {
     let denied = 0;
     fc.assert(
       fc.property(
-        unique(authzArb, 6),
+        uniqueByName(authzArb, 6),
         meshArb,
         fc.array(fc.tuple(targetArb, l4Arb, fc.array(httpArb, { minLength: 1, maxLength: 6 })), {
           minLength: 1,
@@ -468,23 +379,7 @@ describe("HTTP requests of a peer and port = CompiledAuthz.evaluate", () => {
             profile: "sidecar",
             rootNamespace: "istio-system",
           };
-          const diag = new Diagnostics();
-          const policies = objects.map((o, i) => {
-            const meta = o.metadata as Obj;
-            return parseAuthorizationPolicy(
-              {
-                kind: "AuthorizationPolicy",
-                apiVersion: "security.istio.io/v1",
-                namespace: meta.namespace as string,
-                name: meta.name as string,
-                spec: o.spec,
-                source: { file: "generated.yaml", line: i + 1 },
-                creationTimestamp: undefined,
-                annotations: (meta.annotations ?? {}) as Record<string, string>,
-              },
-              diag,
-            );
-          });
+          const policies = parsePolicies(objects);
           const compiled = new CompiledAuthz(policies, mesh);
           for (const [target, l4, requests] of queries) {
             const base: MeshRequest = { ...l4, ...(mesh.extAuthz ? { extAuthz: mesh.extAuthz } : {}) };

@@ -5,6 +5,7 @@ import {
   expandPrincipals,
   expandTrustDomains,
   headerNameOf,
+  headerValue,
   type IpAddr,
   type IpPrefix,
   isPathTemplate,
@@ -16,6 +17,7 @@ import {
   requestFacts,
   splitServiceAccount,
   trustDomainBundle,
+  ztunnelPrincipal,
 } from "./match.js";
 import {
   type AuthorizationPolicy,
@@ -24,15 +26,19 @@ import {
   envoyRuleName,
   isHttpOnlyConditionKey,
   type Operation,
-  operationHasHttpOnly,
   type Rule,
   refName,
   ruleHasHttpOnly,
+  ruleHasZtunnelUnsupported,
   type Source,
-  sourceHasZtunnelUnsupported,
-  ZTUNNEL_CONDITION_KEYS,
 } from "./model.js";
-import { type AuthzDecision, decisions, policyApplies, policyTakesPart } from "./reference.js";
+import {
+  type AuthzDecision,
+  allowRuleDroppedOnTcp,
+  decisions,
+  policyApplies,
+  policyTakesPart,
+} from "./reference.js";
 
 /**
  * The same decisions as ReferenceAuthz, fast: policies indexed by namespace (plus the root
@@ -239,10 +245,7 @@ function compileSidecarRule(
     if (isHttpOnlyConditionKey(k)) {
       if (tcp) return undefined;
       const header = headerNameOf(k);
-      if (header !== undefined)
-        return pn(patterns(false, true), (f) =>
-          Object.hasOwn(f.headers, header) ? f.headers[header] : undefined,
-        );
+      if (header !== undefined) return pn(patterns(false, true), (f) => headerValue(f, header));
       return pn(nothing, principal);
     }
     switch (k) {
@@ -280,18 +283,10 @@ function compileSidecarRule(
 // ---------------------------------------------------------------------------------------------
 // ztunnel rules.
 
-const ztunnelPrincipal = (f: RequestFacts): string | undefined => {
-  const id = f.identity;
-  return id === undefined ? undefined : `${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
-};
 const ztunnelNamespace = (f: RequestFacts) => f.identity?.namespace;
 
 function compileZtunnelRule(policy: AuthorizationPolicy, rule: Rule): Matcher {
-  const l7 =
-    rule.to.some(operationHasHttpOnly) ||
-    rule.from.some(sourceHasZtunnelUnsupported) ||
-    rule.when.some((c) => !ZTUNNEL_CONDITION_KEYS.has(c.key));
-  if (l7 && policy.action === "ALLOW") return NEVER;
+  if (policy.action === "ALLOW" && ruleHasZtunnelUnsupported(rule)) return NEVER;
   const ns = policy.ref.namespace;
   const operation = (o: Operation): Matcher =>
     o.ports.length === 0 && o.notPorts.length === 0
@@ -401,15 +396,7 @@ export class CompiledAuthz {
               const tcp = ztunnel ? http : compileSidecarRule(policy, r, true, mesh);
               return { policy, index: r.index, http, tcp, key: keyOf(r.index) };
             });
-      const tcpDropped =
-        policy.rules !== "none" &&
-        policy.rules.some((r) =>
-          ztunnel
-            ? r.to.some(operationHasHttpOnly) ||
-              r.from.some(sourceHasZtunnelUnsupported) ||
-              r.when.some((c) => !ZTUNNEL_CONDITION_KEYS.has(c.key))
-            : ruleHasHttpOnly(r),
-        );
+      const tcpDropped = policy.rules !== "none" && policy.rules.some((r) => allowRuleDroppedOnTcp(r, mesh));
       const list = this.byNamespace.get(policy.ref.namespace);
       const cp = { policy, entries, tcpDropped };
       if (list) list.push(cp);

@@ -449,6 +449,12 @@ export function requestFacts(target: MeshTarget, request: MeshRequest, mesh: Mes
   };
 }
 
+/** ztunnel's principal of the peer: `td/ns/x/sa/y` from its identity; undefined without one. */
+export function ztunnelPrincipal(f: RequestFacts): string | undefined {
+  const id = f.identity;
+  return id === undefined ? undefined : `${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
+}
+
 /** A header's value; own properties only. */
 export function headerValue(facts: RequestFacts, name: string): string | undefined {
   return Object.hasOwn(facts.headers, name) ? facts.headers[name] : undefined;

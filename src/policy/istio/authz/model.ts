@@ -147,6 +147,18 @@ export function ruleHasHttpOnly(rule: Rule): boolean {
   );
 }
 
+/**
+ * Does the rule use a field ztunnel cannot enforce (an HTTP field, a `when` key other than the
+ * L4 ones, a source field istiod drops for ztunnel)? ztunnel never matches such an ALLOW rule.
+ */
+export function ruleHasZtunnelUnsupported(rule: Rule): boolean {
+  return (
+    rule.to.some(operationHasHttpOnly) ||
+    rule.from.some(sourceHasZtunnelUnsupported) ||
+    rule.when.some((c) => !ZTUNNEL_CONDITION_KEYS.has(c.key))
+  );
+}
+
 /** Istio's rule name in Envoy RBAC: `ns[<ns>]-policy[<name>]-rule[<i>]`; Envoy evaluates rules in this order. */
 export function envoyRuleName(ref: PolicyRef, rule: number): string {
   return `ns[${ref.namespace}]-policy[${ref.name}]-rule[${rule}]`;

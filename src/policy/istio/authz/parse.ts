@@ -1,7 +1,16 @@
-import { type Diagnostics, displayValue, InputError } from "../../../kube/errors.js";
-import { objectName, type PolicyObject } from "../../../kube/objects.js";
+import { type Diagnostics, displayValue } from "../../../kube/errors.js";
+import type { PolicyObject } from "../../../kube/objects.js";
 import { type LabelSelector, type Requirement, selectorFromRequirements } from "../../../kube/selector.js";
 import type { PolicyRef } from "../../netpol/model.js";
+import {
+  checkKindAndApiVersion,
+  type Fail,
+  isObj,
+  matchLabelsEntries,
+  type Obj,
+  reportersFor,
+  specMap,
+} from "../security-object.js";
 import { isPathTemplate, MATCH_ANY_TEMPLATE, MATCH_ONE_TEMPLATE, parsePrefix } from "./match.js";
 import {
   AUTHZ_ACTIONS,
@@ -24,14 +33,6 @@ import {
  * `obj.annotations` (metadata.annotations) carries `istio.io/dry-run`.
  */
 
-type Obj = Record<string, unknown>;
-type Fail = (code: string, message: string) => never;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-const API_VERSIONS = new Set(["security.istio.io/v1", "security.istio.io/v1beta1"]);
 const SPEC_FIELDS = ["selector", "targetRef", "targetRefs", "action", "provider", "rules"];
 const RULE_FIELDS = ["from", "to", "when"];
 const SOURCE_FIELDS = [
@@ -60,7 +61,6 @@ const OPERATION_FIELDS = [
   "paths",
   "notPaths",
 ] as const;
-const MAX_MATCH_LABELS = 4096;
 const DRY_RUN = "istio.io/dry-run";
 
 /** Target kinds a policy may reference (group "" is core). */
@@ -291,41 +291,24 @@ function unknownFields(o: Obj, allowed: readonly string[], field: string, fail: 
 }
 
 function parseSelectorField(raw: unknown, fail: Fail): { selector: LabelSelector; empty: boolean } {
-  if (!isObj(raw)) return fail("invalid-selector", "spec.selector must be a map with matchLabels");
-  for (const k of Object.keys(raw)) {
-    if (k === "matchLabels") continue;
-    fail(
-      "invalid-selector",
-      k === "matchExpressions"
-        ? "spec.selector.matchExpressions: Istio's WorkloadSelector has matchLabels only"
-        : `spec.selector.${k}: unknown field (Istio's WorkloadSelector has matchLabels only)`,
-    );
-  }
   const requirements: Requirement[] = [];
-  const ml = raw.matchLabels;
-  if (ml !== undefined && ml !== null) {
-    if (!isObj(ml)) fail("invalid-selector", "spec.selector.matchLabels must be a map of strings");
-    const entries = Object.entries(ml as Obj);
-    if (entries.length > MAX_MATCH_LABELS)
-      fail("invalid-selector", `spec.selector.matchLabels: more than ${MAX_MATCH_LABELS} labels`);
-    for (const [k, v] of entries) {
-      if (k === "")
-        fail("invalid-selector", "spec.selector.matchLabels: empty key is not supported in selector");
-      if (typeof v !== "string") {
-        fail(
-          "invalid-selector",
-          `spec.selector.matchLabels["${k}"]: ${displayValue(v)} is not a string (quote it: "${displayValue(v)}")`,
-        );
-      }
-      if (k.includes("*") || (v as string).includes("*"))
-        fail(
-          "invalid-selector",
-          `spec.selector.matchLabels: wildcard is not supported in selector: "${k}=${v}"`,
-        );
-      if ((v as string).length > 63)
-        fail("invalid-selector", `spec.selector.matchLabels["${k}"]: value longer than 63 characters`);
-      requirements.push({ key: k, operator: "In", values: [v as string] });
+  for (const [k, v] of matchLabelsEntries(raw, fail)) {
+    if (k === "")
+      fail("invalid-selector", "spec.selector.matchLabels: empty key is not supported in selector");
+    if (typeof v !== "string") {
+      fail(
+        "invalid-selector",
+        `spec.selector.matchLabels["${k}"]: ${displayValue(v)} is not a string (quote it: "${displayValue(v)}")`,
+      );
     }
+    if (k.includes("*") || (v as string).includes("*"))
+      fail(
+        "invalid-selector",
+        `spec.selector.matchLabels: wildcard is not supported in selector: "${k}=${v}"`,
+      );
+    if ((v as string).length > 63)
+      fail("invalid-selector", `spec.selector.matchLabels["${k}"]: value longer than 63 characters`);
+    requirements.push({ key: k, operator: "In", values: [v as string] });
   }
   return { selector: selectorFromRequirements(requirements), empty: requirements.length === 0 };
 }
@@ -360,19 +343,36 @@ function parseTargetRef(raw: unknown, field: string, policyNamespace: string, fa
   return { group, kind, name, namespace: namespace === "" ? undefined : namespace };
 }
 
-function parseSource(raw: unknown, field: string, action: AuthzAction, fail: Fail): Source {
+/**
+ * The string lists of a `from[].source` or `to[].operation` (absent lists are empty), after
+ * refusing a nil or non-map entry, unknown fields, and an entry with no list set.
+ */
+function entryLists<K extends string>(
+  raw: unknown,
+  field: string,
+  entry: "from.source" | "to.operation",
+  fields: readonly K[],
+  fail: Fail,
+): Record<K, string[]> {
+  const name = entry === "from.source" ? "source" : "operation";
   if (raw === undefined || raw === null)
-    return fail("missing-source", `${field}: \`from.source\` must not be nil`);
-  if (!isObj(raw)) return fail("invalid-source", `${field}.source must be a map`);
-  const f = `${field}.source`;
-  unknownFields(raw, SOURCE_FIELDS, f, fail);
-  const lists = {} as Record<(typeof SOURCE_FIELDS)[number], string[]>;
-  for (const k of SOURCE_FIELDS) lists[k] = stringList(raw[k], `${f}.${k}`, fail) ?? [];
-  if (SOURCE_FIELDS.every((k) => lists[k].length === 0))
+    return fail(`missing-${name}`, `${field}: \`${entry}\` must not be nil`);
+  if (!isObj(raw)) return fail(`invalid-${name}`, `${field}.${name} must be a map`);
+  const f = `${field}.${name}`;
+  unknownFields(raw, fields, f, fail);
+  const lists = {} as Record<K, string[]>;
+  for (const k of fields) lists[k] = stringList(raw[k], `${f}.${k}`, fail) ?? [];
+  if (fields.every((k) => lists[k].length === 0))
     fail(
-      "empty-source",
-      `${f}: \`from.source\` must not be empty (set at least one field, or remove the entry)`,
+      `empty-${name}`,
+      `${f}: \`${entry}\` must not be empty (set at least one field, or remove the entry)`,
     );
+  return lists;
+}
+
+function parseSource(raw: unknown, field: string, action: AuthzAction, fail: Fail): Source {
+  const lists = entryLists(raw, field, "from.source", SOURCE_FIELDS, fail);
+  const f = `${field}.source`;
   const identity = ["principals", "notPrincipals", "namespaces", "notNamespaces"] as const;
   if (
     identity.some((k) => lists[k].length > 0) &&
@@ -421,18 +421,8 @@ function parseSource(raw: unknown, field: string, action: AuthzAction, fail: Fai
 }
 
 function parseOperation(raw: unknown, field: string, fail: Fail): Operation {
-  if (raw === undefined || raw === null)
-    return fail("missing-operation", `${field}: \`to.operation\` must not be nil`);
-  if (!isObj(raw)) return fail("invalid-operation", `${field}.operation must be a map`);
+  const lists = entryLists(raw, field, "to.operation", OPERATION_FIELDS, fail);
   const f = `${field}.operation`;
-  unknownFields(raw, OPERATION_FIELDS, f, fail);
-  const lists = {} as Record<(typeof OPERATION_FIELDS)[number], string[]>;
-  for (const k of OPERATION_FIELDS) lists[k] = stringList(raw[k], `${f}.${k}`, fail) ?? [];
-  if (OPERATION_FIELDS.every((k) => lists[k].length === 0))
-    fail(
-      "empty-operation",
-      `${f}: \`to.operation\` must not be empty (set at least one field, or remove the entry)`,
-    );
   for (const k of OPERATION_FIELDS) checkNotEmpty(lists[k], `${f}.${k}`, fail);
   checkPorts(lists.ports, `${f}.ports`, fail);
   checkPorts(lists.notPorts, `${f}.notPorts`, fail);
@@ -471,20 +461,10 @@ function parseCondition(raw: unknown, field: string, action: AuthzAction, ns: st
   return { key, values, notValues };
 }
 
-const TCP_SOURCE_FIELDS = [
-  "principals",
-  "notPrincipals",
-  "namespaces",
-  "notNamespaces",
-  "serviceAccounts",
-  "notServiceAccounts",
-  "ipBlocks",
-  "notIpBlocks",
-  "remoteIpBlocks",
-  "notRemoteIpBlocks",
-  "trustDomains",
-  "notTrustDomains",
-] as const;
+/** Source fields a TCP connection can match: all but the request principals (they need a JWT). */
+const TCP_SOURCE_FIELDS = SOURCE_FIELDS.filter(
+  (k) => k !== "requestPrincipals" && k !== "notRequestPrincipals",
+);
 
 function parseRule(raw: unknown, index: number, action: AuthzAction, ns: string, fail: Fail): Rule {
   const field = `spec.rules[${index}]`;
@@ -575,22 +555,9 @@ function surprisingValues(
 }
 
 export function parseAuthorizationPolicy(obj: AuthzPolicyObject, diag: Diagnostics): AuthorizationPolicy {
-  const object = objectName("AuthorizationPolicy", obj.namespace, obj.name);
-  const fail: Fail = (code, message) => {
-    throw new InputError(code, message, obj.source, object);
-  };
-  const warn = (code: string, message: string): void => diag.warn(code, message, obj.source, object);
-
-  if (obj.kind !== "AuthorizationPolicy") fail("invalid-kind", `kind ${obj.kind} is not AuthorizationPolicy`);
-  if (!API_VERSIONS.has(obj.apiVersion)) {
-    fail(
-      "invalid-api-version",
-      `apiVersion "${obj.apiVersion}" is not served for AuthorizationPolicy (expected security.istio.io/v1 or security.istio.io/v1beta1)`,
-    );
-  }
-  if (obj.spec !== undefined && obj.spec !== null && !isObj(obj.spec))
-    fail("invalid-spec", "spec must be a map");
-  const spec: Obj = isObj(obj.spec) ? obj.spec : {};
+  const { fail, warn } = reportersFor(obj, "AuthorizationPolicy", diag);
+  checkKindAndApiVersion(obj, "AuthorizationPolicy", fail);
+  const spec = specMap(obj, fail);
   unknownFields(spec, SPEC_FIELDS, "spec", fail);
   const ref: PolicyRef = {
     kind: "AuthorizationPolicy",

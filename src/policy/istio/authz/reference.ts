@@ -21,6 +21,7 @@ import {
   stringMatch,
   trustDomainBundle,
   trustDomainMatch,
+  ztunnelPrincipal,
 } from "./match.js";
 import {
   type AuthorizationPolicy,
@@ -29,13 +30,11 @@ import {
   envoyRuleName,
   isHttpOnlyConditionKey,
   type Operation,
-  operationHasHttpOnly,
   type Rule,
   refName,
   ruleHasHttpOnly,
+  ruleHasZtunnelUnsupported,
   type Source,
-  sourceHasZtunnelUnsupported,
-  ZTUNNEL_CONDITION_KEYS,
 } from "./model.js";
 
 export type AuthzStep = "custom" | "deny" | "no-allow-policy" | "allow" | "no-allow-match";
@@ -241,20 +240,11 @@ function sidecarConditionMatches(c: Condition, ns: string, f: RequestFacts, mesh
 // a match with no L4 field left is skipped, so a clause of such matches never matches.
 
 function ztunnelRuleMatches(policy: AuthorizationPolicy, rule: Rule, f: RequestFacts): boolean {
-  const l7 =
-    rule.to.some(operationHasHttpOnly) ||
-    rule.from.some(sourceHasZtunnelUnsupported) ||
-    rule.when.some((c) => !ZTUNNEL_CONDITION_KEYS.has(c.key));
-  if (l7 && policy.action === "ALLOW") return false;
+  if (policy.action === "ALLOW" && ruleHasZtunnelUnsupported(rule)) return false;
   const ns = policy.ref.namespace;
   if (rule.to.length > 0 && !rule.to.some((o) => ztunnelOperationMatches(o, f))) return false;
   if (rule.from.length > 0 && !rule.from.some((s) => ztunnelSourceMatches(s, ns, f))) return false;
   return rule.when.every((c) => ztunnelConditionMatches(c, f));
-}
-
-function ztunnelPrincipal(f: RequestFacts): string | undefined {
-  const id = f.identity;
-  return id === undefined ? undefined : `${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }
 
 function ztunnelOperationMatches(o: Operation, f: RequestFacts): boolean {
@@ -317,81 +307,57 @@ export function entryMatches(e: RuleEntry, f: RequestFacts, mesh: MeshConfig): b
 
 const ruleText = (ref: PolicyRef, rule: number) => `${refName(ref)} rule[${rule}]`;
 
+const STEP_OF_ACTION = { ALLOW: "allow", DENY: "deny", CUSTOM: "custom" } as const;
+
+/** A verdict that rule `rule` of policy `ref` (of that action) decided. */
+function ruleDecision(
+  action: "ALLOW" | "DENY" | "CUSTOM",
+  ref: PolicyRef,
+  rule: number,
+  detail: string,
+): AuthzDecision {
+  const step = STEP_OF_ACTION[action];
+  return { allowed: action === "ALLOW", step, policy: ref, rule, action, audits: [], detail };
+}
+
+/** The decision, naming the CUSTOM provider that was asked, when one was. */
+function askedProvider(d: AuthzDecision, provider: string | undefined): AuthzDecision {
+  if (provider !== undefined) d.provider = provider;
+  return d;
+}
+
 export const decisions = {
   customMultiple(ref: PolicyRef, rule: number, providers: readonly string[]): AuthzDecision {
-    return {
-      allowed: false,
-      step: "custom",
-      policy: ref,
+    return ruleDecision(
+      "CUSTOM",
+      ref,
       rule,
-      action: "CUSTOM",
-      audits: [],
-      detail: `CUSTOM ${ruleText(ref, rule)} matched, but the workload's CUSTOM policies name several providers (${providers.join(
+      `CUSTOM ${ruleText(ref, rule)} matched, but the workload's CUSTOM policies name several providers (${providers.join(
         ", ",
       )}); without PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS istiod denies what their rules match.`,
-    };
+    );
   },
   customUnknown(ref: PolicyRef, rule: number, provider: string): AuthzDecision {
-    return {
-      allowed: false,
-      step: "custom",
-      policy: ref,
-      rule,
-      action: "CUSTOM",
-      provider,
-      audits: [],
-      detail: `CUSTOM ${ruleText(ref, rule)} sends the request to provider "${provider}", whose answer is unknown: denied (fail closed; give the provider's answer to decide).`,
-    };
+    const detail = `CUSTOM ${ruleText(ref, rule)} sends the request to provider "${provider}", whose answer is unknown: denied (fail closed; give the provider's answer to decide).`;
+    return askedProvider(ruleDecision("CUSTOM", ref, rule, detail), provider);
   },
   customDenied(ref: PolicyRef, rule: number, provider: string): AuthzDecision {
-    return {
-      allowed: false,
-      step: "custom",
-      policy: ref,
-      rule,
-      action: "CUSTOM",
-      provider,
-      audits: [],
-      detail: `CUSTOM ${ruleText(ref, rule)} sent the request to provider "${provider}", which denied it.`,
-    };
+    const detail = `CUSTOM ${ruleText(ref, rule)} sent the request to provider "${provider}", which denied it.`;
+    return askedProvider(ruleDecision("CUSTOM", ref, rule, detail), provider);
   },
   deny(ref: PolicyRef, rule: number, provider: string | undefined): AuthzDecision {
-    const d: AuthzDecision = {
-      allowed: false,
-      step: "deny",
-      policy: ref,
-      rule,
-      action: "DENY",
-      audits: [],
-      detail: `DENY ${ruleText(ref, rule)} matched: denied.`,
-    };
-    if (provider !== undefined) d.provider = provider;
-    return d;
+    const detail = `DENY ${ruleText(ref, rule)} matched: denied.`;
+    return askedProvider(ruleDecision("DENY", ref, rule, detail), provider);
   },
   noAllowPolicy(provider: string | undefined): AuthzDecision {
-    const d: AuthzDecision = {
-      allowed: true,
-      step: "no-allow-policy",
-      audits: [],
-      detail: `${
-        provider === undefined ? "" : `CUSTOM provider "${provider}" allowed the request; `
-      }no DENY rule matched and no ALLOW policy applies to the workload: allowed.`,
-    };
-    if (provider !== undefined) d.provider = provider;
-    return d;
+    const detail = `${
+      provider === undefined ? "" : `CUSTOM provider "${provider}" allowed the request; `
+    }no DENY rule matched and no ALLOW policy applies to the workload: allowed.`;
+    return askedProvider({ allowed: true, step: "no-allow-policy", audits: [], detail }, provider);
   },
   allow(ref: PolicyRef, rule: number, provider: string | undefined): AuthzDecision {
-    const d: AuthzDecision = {
-      allowed: true,
-      step: "allow",
-      policy: ref,
-      rule,
-      action: "ALLOW",
-      audits: [],
-      detail: `ALLOW ${ruleText(ref, rule)} matched: allowed.`,
-    };
-    if (provider !== undefined) d.provider = provider;
-    return d;
+    const detail = `ALLOW ${ruleText(ref, rule)} matched: allowed.`;
+    return askedProvider(ruleDecision("ALLOW", ref, rule, detail), provider);
   },
   noAllowMatch(
     allowPolicies: readonly AuthorizationPolicy[],
@@ -401,18 +367,20 @@ export const decisions = {
     const names = allowPolicies.map((p) => refName(p.ref)).sort();
     const shown =
       names.length > 3 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ");
-    const d: AuthzDecision = {
-      allowed: false,
-      step: "no-allow-match",
-      audits: [],
-      detail: `ALLOW policies apply (${shown}) but none of their rules matched${
-        tcpDropped ? " (rules with HTTP-only fields never match a TCP connection)" : ""
-      }: denied.`,
-    };
-    if (provider !== undefined) d.provider = provider;
-    return d;
+    const detail = `ALLOW policies apply (${shown}) but none of their rules matched${
+      tcpDropped ? " (rules with HTTP-only fields never match a TCP connection)" : ""
+    }: denied.`;
+    return askedProvider({ allowed: false, step: "no-allow-match", audits: [], detail }, provider);
   },
 };
+
+/**
+ * Does this data plane never match the ALLOW rule on a TCP connection: on a sidecar it uses an
+ * HTTP-only field; on ztunnel, any field ztunnel cannot enforce?
+ */
+export function allowRuleDroppedOnTcp(rule: Rule, mesh: MeshConfig): boolean {
+  return mesh.profile === "ztunnel" ? ruleHasZtunnelUnsupported(rule) : ruleHasHttpOnly(rule);
+}
 
 /** Do some applying ALLOW rules use HTTP-only fields while the request is TCP (for the explanation)? */
 export function allowRulesDroppedOnTcp(
@@ -421,17 +389,7 @@ export function allowRulesDroppedOnTcp(
   mesh: MeshConfig,
 ): boolean {
   if (!f.tcp) return false;
-  return allow.some(
-    (p) =>
-      p.rules !== "none" &&
-      p.rules.some((r) =>
-        mesh.profile === "ztunnel"
-          ? r.to.some(operationHasHttpOnly) ||
-            r.from.some(sourceHasZtunnelUnsupported) ||
-            r.when.some((c) => !ZTUNNEL_CONDITION_KEYS.has(c.key))
-          : ruleHasHttpOnly(r),
-      ),
-  );
+  return allow.some((p) => p.rules !== "none" && p.rules.some((r) => allowRuleDroppedOnTcp(r, mesh)));
 }
 
 /**
