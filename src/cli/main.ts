@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 import { Command } from "commander";
+import { agentCommand, bundleCommand, caCommand, entryCommand, tokenCommand } from "./admin.js";
+import { agentRunCommand } from "./agent-run.js";
 import { canCommand } from "./can.js";
 import { connectivityCommand } from "./connectivity.js";
 import { diffCommand } from "./diff.js";
+import { healthcheckCommand } from "./healthcheck.js";
 import { jwtCommand } from "./jwt.js";
+import { serverCommand } from "./server.js";
 import { svidCommand } from "./svid.js";
 
 const program = new Command("tessera")
@@ -25,6 +29,14 @@ program.addCommand(canCommand());
 program.addCommand(diffCommand());
 program.addCommand(svidCommand());
 program.addCommand(jwtCommand());
+program.addCommand(serverCommand());
+program.addCommand(tokenCommand());
+program.addCommand(entryCommand());
+// `agent run` (src/cli/agent-run.ts) joins the admin subcommands (list, show, ban, delete).
+program.addCommand(agentCommand().addCommand(agentRunCommand()));
+program.addCommand(healthcheckCommand());
+program.addCommand(bundleCommand());
+program.addCommand(caCommand());
 program.exitOverride((err) => {
   // Usage errors (unknown option, missing argument) are bad input: exit 2.
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -7,6 +7,7 @@ import { SpiffeId, TrustDomain } from "../spiffe/id.js";
 import { parseCertificates, parsePrivateKey, verifyX509Svid, x509SvidProblems } from "../spiffe/x509svid.js";
 import { run, UsageError } from "./common.js";
 import { type Problem, parseAt, parseBundleOption, printReport, readInputFile } from "./inspect-common.js";
+import { svidFetchCommand } from "./svid-fetch.js";
 
 function keyDescription(key: KeyObject): string {
   const d = key.asymmetricKeyDetails ?? {};
@@ -179,5 +180,8 @@ asked), 1 when it breaks a rule, 2 when an input cannot be read. Keys are never 
           });
         }),
     );
-  return new Command("svid").description("X.509-SVID tools").addCommand(inspect);
+  return new Command("svid")
+    .description("X.509-SVID tools")
+    .addCommand(inspect)
+    .addCommand(svidFetchCommand());
 }
