@@ -11,7 +11,9 @@ import { serverCommand } from "./server.js";
 import { svidCommand } from "./svid.js";
 
 const program = new Command("tessera")
-  .description("Tessera: zero trust for workloads. Analyze who can talk to whom, and why.")
+  .description(
+    "Tessera: zero trust for workloads. Analyze who can talk to whom and why, and issue SPIFFE identities.",
+  )
   .version("0.1.0")
   .showHelpAfterError()
   .addHelpText(
@@ -22,7 +24,9 @@ Examples:
   $ tessera can -f examples/zero-trust-shop shop/frontend shop/cart:7070
   $ tessera diff before/ after/ -o md
   $ tessera svid inspect svid.pem --key svid.key --bundle example.org=bundle.pem
-  $ tessera jwt inspect @token.jwt --audience spiffe://example.org/db --bundle example.org=jwks.json`,
+  $ tessera jwt inspect @token.jwt --audience spiffe://example.org/db --bundle example.org=jwks.json
+  $ tessera server run --data-dir /tmp/td/server --trust-domain example.org
+  $ tessera agent run --data-dir /tmp/td/agent --server 127.0.0.1:8081 --join-token TOKEN --trust-bundle bundle.pem`,
   );
 program.addCommand(connectivityCommand());
 program.addCommand(canCommand());
