@@ -1,11 +1,17 @@
-/** `tessera server run`: the identity server (CA, registration entries, Agent API, Admin API). */
+/**
+ * `tessera server run`: the identity server (CA, registration entries, Agent API, Admin API).
+ * Options may also come from `--config FILE` (YAML, keys in camelCase: src/cli/config-file.ts);
+ * flags on the command line override it.
+ */
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { DEFAULT_BIND, DEFAULT_TRUST_DOMAIN, IdentityServer } from "../identity/server/server.js";
 import { DEFAULT_SERVER_DATA_DIR } from "./admin.js";
 import { run, UsageError } from "./common.js";
+import { applyConfigFile, schemaOf } from "./config-file.js";
 
 interface RunOptions {
+  config?: string;
   dataDir: string;
   bind: string;
   trustDomain: string;
@@ -32,6 +38,10 @@ export function serverCommand(): Command {
   const runCmd = new Command("run")
     .description(
       "Run the identity server: CA, registration entries, node attestation, Agent API (TLS) and Admin API (Unix socket).",
+    )
+    .option(
+      "--config <file>",
+      "YAML file of options (keys: the long option names in camelCase, e.g. dataDir); flags override it",
     )
     .option(
       "--data-dir <dir>",
@@ -62,14 +72,19 @@ export function serverCommand(): Command {
 Examples:
   $ tessera server run --data-dir /var/lib/tessera/server --trust-domain example.org
   $ tessera server run --bind 0.0.0.0:8081 --x509pop-ca nodes-ca.pem
+  $ tessera server run --config /etc/tessera/server.yaml   # e.g. "trustDomain: example.org"
   $ tessera server run --datastore postgres://tessera:secret@db:5432/tessera \\
       --upstream-ca-cert upstream.pem --upstream-ca-key upstream.key
 
 Then, as the same user: tessera token generate; tessera entry create ...; tessera bundle show.
 Stop with Ctrl-C (SIGINT) or SIGTERM. A restart keeps the CA, entries and agents.`,
     )
-    .action((o: RunOptions) =>
+    .action((cliOpts: RunOptions) =>
       run(async () => {
+        const o =
+          cliOpts.config === undefined
+            ? cliOpts
+            : applyConfigFile<RunOptions>(runCmd, cliOpts.config, schemaOf(runCmd, ["caTtl"]));
         if ((o.upstreamCaCert === undefined) !== (o.upstreamCaKey === undefined)) {
           throw new UsageError("give both --upstream-ca-cert and --upstream-ca-key, or neither");
         }

@@ -2,7 +2,8 @@
  * The agent: the node's identity with the identity server and the workloads' source of SVIDs.
  *
  *   start():  load the agent SVID persisted in the data directory (a restart renews it, it never
- *             attests again: join tokens are single-use), or attest with the join token; then
+ *             attests again: join tokens are single-use), or attest with the join token or by
+ *             x509pop (proof of possession of the node certificate's key); then
  *             sync once and start the loops.
  *   renewal:  the agent SVID is renewed at half its lifetime (new key each time) and persisted
  *             (key 0600); when the server refuses (banned, deleted) the agent keeps what it has.
@@ -14,7 +15,7 @@
  * The Agent is the IdentityProvider of the WorkloadApiServer (it delegates to its SvidCache).
  * stop() clears every timer and waits for the work in flight: nothing dangles.
  */
-import { X509Certificate } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { JwtBundle } from "../../spiffe/bundle/jwtbundle.js";
@@ -34,6 +35,12 @@ export interface AgentOptions {
   server: ServerClient;
   /** Used only when the data directory holds no usable agent SVID. Never logged. */
   joinToken?: string;
+  /**
+   * x509pop node attestation (instead of a join token): the node certificate chain (leaf
+   * first) and its private key. Used when the data directory holds no usable agent SVID; unlike
+   * a join token it can attest again whenever needed.
+   */
+  x509pop?: { certificates: readonly X509Certificate[]; privateKey: KeyObject };
   /** How often entries are synced (default 5000 ms). */
   syncIntervalMs?: number;
   /** Rotation jitter, as a fraction of the lifetime (default 0.1). */
@@ -72,6 +79,7 @@ export class Agent implements IdentityProvider {
   readonly cache: SvidCache;
   private readonly server: ServerClient;
   private readonly joinToken: string | undefined;
+  private readonly x509pop: AgentOptions["x509pop"];
   private readonly syncIntervalMs: number;
   private readonly retryMs: number;
   private readonly log: (message: string) => void;
@@ -94,6 +102,10 @@ export class Agent implements IdentityProvider {
     this.dataDir = options.dataDir;
     this.server = options.server;
     this.joinToken = options.joinToken;
+    this.x509pop = options.x509pop;
+    if (this.x509pop !== undefined && this.joinToken !== undefined) {
+      throw new TypeError("give the agent a join token or x509pop credentials, not both");
+    }
     this.syncIntervalMs = options.syncIntervalMs ?? 5000;
     this.retryMs = options.retryMs ?? 1000;
     this.log = options.log ?? (() => undefined);
@@ -206,7 +218,7 @@ export class Agent implements IdentityProvider {
       );
     }
     if (Date.parse(svid.leaf.validTo) <= Date.now()) {
-      if (this.joinToken !== undefined) {
+      if (this.joinToken !== undefined || this.x509pop !== undefined) {
         this.log(
           `agent: the persisted agent SVID ${redactAgentId(svid.id.toString())} has expired; attesting again`,
         );
@@ -222,13 +234,17 @@ export class Agent implements IdentityProvider {
   }
 
   private async attest(): Promise<void> {
-    if (this.joinToken === undefined || this.joinToken === "") {
+    const pop = this.x509pop;
+    if (pop === undefined && (this.joinToken === undefined || this.joinToken === "")) {
       throw new AgentStartError(
-        `the agent has no identity in ${this.dataDir} yet: start it with --join-token TOKEN (create one on the identity server: tessera token generate)`,
+        `the agent has no identity in ${this.dataDir} yet: start it with --join-token TOKEN (create one on the identity server: tessera token generate) or --x509pop-cert FILE --x509pop-key FILE`,
       );
     }
     const { privateKey, csr } = await newKeyAndCsr();
-    const res = await this.server.attest(this.joinToken, csr);
+    const res =
+      pop !== undefined
+        ? await this.server.attestX509Pop(pop.certificates, pop.privateKey, csr)
+        : await this.server.attest(this.joinToken as string, csr);
     const { svid, bundle } = this.parseAgentSvid(res, privateKey);
     this.server.checkBootstrap(bundle.x509Bundle());
     await this.persist(svid, bundle);

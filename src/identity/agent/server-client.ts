@@ -23,7 +23,7 @@
  * either side needs no reconnection logic. Errors are AgentApiError with the server's stable
  * `code` (or `unreachable`/`bad-response`) and a message that says what to do next.
  */
-import type { X509Certificate } from "node:crypto";
+import { type KeyObject, sign as signData, type X509Certificate } from "node:crypto";
 import * as http from "node:http";
 import { isIP } from "node:net";
 import * as tls from "node:tls";
@@ -41,6 +41,7 @@ import {
   type SignRequest,
   type SignResponse,
   type SyncResponse,
+  type X509PopChallenge,
 } from "../api.js";
 
 /** A failed Agent API call: HTTP status (0 when no answer came) and the server's stable code. */
@@ -183,6 +184,35 @@ export class ServerClient {
       "POST",
       AGENT_API.attest,
       { method: "join_token", token, csr },
+      false,
+    );
+  }
+
+  /**
+   * Node attestation by x509pop: sends the node certificate chain (leaf first), signs the
+   * server's nonce (its base64-decoded bytes) with the node key (ECDSA or RSA with SHA-256,
+   * Ed25519/Ed448 pure) and sends the signature with `csr` (the agent key's CSR, base64 DER).
+   */
+  async attestX509Pop(
+    certificates: readonly X509Certificate[],
+    nodeKey: KeyObject,
+    csr: string,
+  ): Promise<AgentSvidResponse> {
+    const chain = certificates.map((c) => c.raw.toString("base64"));
+    const challenge = await this.call<X509PopChallenge>(
+      "POST",
+      AGENT_API.attest,
+      { method: "x509pop", certificates: chain },
+      false,
+    );
+    if (typeof challenge.nonce !== "string" || challenge.nonce === "") {
+      throw new AgentApiError(0, "bad-response", `${AGENT_API.attest}: the server sent no x509pop nonce`);
+    }
+    const signature = signX509PopNonce(challenge.nonce, nodeKey);
+    return this.call<AgentSvidResponse>(
+      "POST",
+      AGENT_API.attest,
+      { method: "x509pop_response", certificates: chain, nonce: challenge.nonce, signature, csr },
       false,
     );
   }
@@ -397,4 +427,11 @@ export class ServerClient {
 /** Reads a trust domain name, for options. */
 export function trustDomainOf(name: string | undefined): TrustDomain | undefined {
   return name === undefined || name === "" ? undefined : TrustDomain.parse(name);
+}
+
+/** The x509pop proof: the nonce's bytes signed with the node key (base64). */
+export function signX509PopNonce(nonce: string, nodeKey: KeyObject): string {
+  const type = nodeKey.asymmetricKeyType;
+  const alg = type === "ed25519" || type === "ed448" ? null : "sha256";
+  return signData(alg, Buffer.from(nonce, "base64"), nodeKey).toString("base64");
 }
