@@ -104,6 +104,21 @@ function entryFromRow(r: Row): RegistrationEntry {
   };
 }
 
+/** The entry columns from `selectors` to `expires_at`, in ENTRY_COLUMNS order (insert and update share them). */
+function entryColumnValues(fields: EntryFields, hash: string): Param[] {
+  return [
+    JSON.stringify(fields.selectors),
+    hash,
+    fields.x509SvidTtlSeconds,
+    fields.jwtSvidTtlSeconds,
+    JSON.stringify(fields.dnsNames),
+    fields.hint,
+    fields.admin,
+    fields.downstream,
+    fields.expiresAt?.getTime() ?? null,
+  ];
+}
+
 function fieldsOf(e: RegistrationEntry): EntryFields {
   return {
     spiffeId: e.spiffeId,
@@ -223,15 +238,7 @@ export class SqlDatastore implements Datastore {
           id,
           fields.spiffeId,
           fields.parentId,
-          JSON.stringify(fields.selectors),
-          hash,
-          fields.x509SvidTtlSeconds,
-          fields.jwtSvidTtlSeconds,
-          JSON.stringify(fields.dnsNames),
-          fields.hint,
-          fields.admin,
-          fields.downstream,
-          fields.expiresAt?.getTime() ?? null,
+          ...entryColumnValues(fields, hash),
           now,
           now,
           1,
@@ -312,15 +319,7 @@ export class SqlDatastore implements Datastore {
            WHERE id = ? AND revision = ?`,
           fields.spiffeId,
           fields.parentId,
-          JSON.stringify(fields.selectors),
-          hash,
-          fields.x509SvidTtlSeconds,
-          fields.jwtSvidTtlSeconds,
-          JSON.stringify(fields.dnsNames),
-          fields.hint,
-          fields.admin,
-          fields.downstream,
-          fields.expiresAt?.getTime() ?? null,
+          ...entryColumnValues(fields, hash),
           now,
           key,
           expectedRevision,
