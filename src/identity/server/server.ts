@@ -7,7 +7,7 @@
  * rotation timer, and the database decides which replica's change wins.
  *
  * The server's own TLS certificate is an X.509-SVID `spiffe://<td>/spire/server` with a key
- * generated in memory at start, renewed at half its life and whenever the active CA changes.
+ * generated in memory at start and renewed at half its life (not at a CA change: see #renewServerSvid).
  */
 import { createPublicKey, generateKeyPair, type KeyObject, X509Certificate } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
@@ -99,7 +99,9 @@ export class IdentityServer {
   #timer: NodeJS.Timeout | undefined;
   #serverKey: KeyObject | undefined;
   #serverSvidRenewAt = 0;
-  #serverSvidCa = "";
+  /** PEM chain of the server's current SVID. */
+  #serverSvid: string | undefined;
+  #tlsContextKey = "";
   #stopped = false;
   #ticking: Promise<void> | undefined;
 
@@ -175,7 +177,7 @@ export class IdentityServer {
         ca,
         trustDomain,
         log,
-        onCaChange: () => self.#renewServerSvid(true),
+        onCaChange: () => self.#renewServerSvid(),
       });
       await server.#listen(agentApi, adminApi, host, port);
       const interval = (options.rotationIntervalSeconds ?? DEFAULT_ROTATION_INTERVAL_SECONDS) * 1000;
@@ -209,29 +211,42 @@ export class IdentityServer {
     await listenAdminSocket(this.#adminServer, this.adminSocketPath);
   }
 
-  /** Issues the server's own SVID when due (half-life) or when the active CA changed. */
+  /**
+   * Issues the server's own SVID at half its life. A CA change does not re-issue it: agents
+   * that have not yet synced the new root still verify the server with the SVID of the old CA
+   * (still valid and still in the bundle), sync, and so learn the new root; re-issuing at once
+   * would cut them off. A CA change only refreshes the trust store of the TLS context.
+   */
   async #renewServerSvid(force = false): Promise<void> {
     const ca = this.#ca.ca;
-    const activeKey = ca.x509Authorities.active.keyId;
     const now = this.clock().getTime();
-    if (!force && now < this.#serverSvidRenewAt && activeKey === this.#serverSvidCa) return;
-    if (!this.#serverKey) {
-      this.#serverKey = (await generateKeyPairAsync("ec", { namedCurve: "P-256" })).privateKey;
+    if (force || !this.#serverSvid || now >= this.#serverSvidRenewAt) {
+      if (!this.#serverKey) {
+        this.#serverKey = (await generateKeyPairAsync("ec", { namedCurve: "P-256" })).privateKey;
+      }
+      const svid = ca.signX509SvidFromKey(createPublicKey(this.#serverKey), {
+        spiffeId: `${this.trustDomain.idString()}/spire/server`,
+        ttlSeconds: SERVER_SVID_TTL_SECONDS,
+      });
+      this.#serverSvidRenewAt =
+        svid.notBefore.getTime() + (svid.notAfter.getTime() - svid.notBefore.getTime()) / 2;
+      this.#serverSvid = svid.certificates.map((c) => new X509Certificate(c).toString()).join("");
     }
-    const svid = ca.signX509SvidFromKey(createPublicKey(this.#serverKey), {
-      spiffeId: `${this.trustDomain.idString()}/spire/server`,
-      ttlSeconds: SERVER_SVID_TTL_SECONDS,
-    });
-    this.#serverSvidRenewAt =
-      svid.notBefore.getTime() + (svid.notAfter.getTime() - svid.notBefore.getTime()) / 2;
-    this.#serverSvidCa = activeKey;
-    const context = {
+    this.#applyTlsContext();
+  }
+
+  /** The TLS context: the current server SVID, and the current bundle as trust store. */
+  #applyTlsContext(): void {
+    const authorities = this.#ca.bundle().x509Authorities.map((c) => c.toString());
+    const key = authorities.join("") + (this.#serverSvid ?? "");
+    if (key === this.#tlsContextKey || !this.#serverKey || !this.#serverSvid) return;
+    this.#tlsContextKey = key;
+    this.#agentServer.setSecureContext({
       key: this.#serverKey.export({ type: "pkcs8", format: "pem" }) as string,
-      cert: svid.certificates.map((c) => new X509Certificate(c).toString()).join(""),
-      ca: this.#ca.bundle().x509Authorities.map((c) => c.toString()),
+      cert: this.#serverSvid,
+      ca: authorities,
       minVersion: "TLSv1.2" as const,
-    };
-    this.#agentServer.setSecureContext(context);
+    });
   }
 
   /** One rotation step: picks up other replicas' changes, rotates the CA if due, renews the server SVID. */

@@ -286,6 +286,12 @@ describe("identity server end to end (SQLite)", () => {
     assert.ok((bundle.sequence as bigint) > seq0);
     // Old workload SVID: still valid against the new bundle.
     assert.equal(verifyX509Svid(workloadSvidBeforeRotation, bundle).id.toString(), `spiffe://${TD}/api`);
+    // An agent that has not synced since before the rotation still verifies the server (the
+    // server keeps its SVID of the old CA until half its life), syncs, and learns the new root.
+    agent.bundle = before;
+    const lagging = await agent.call("GET", AGENT_API.sync, undefined, popSvid);
+    assert.equal(lagging.status, 200, JSON.stringify(lagging.body));
+    assert.equal(agent.learnBundle(lagging).x509Authorities.length, 2);
     // The x509pop agent's old SVID still authenticates; new SVIDs chain to the new CA.
     agent.bundle = bundle;
     const wk = await workloadKey("ec-p256");
