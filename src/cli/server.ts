@@ -4,7 +4,7 @@
  * flags on the command line override it.
  */
 import { readFileSync } from "node:fs";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { DEFAULT_BIND, DEFAULT_TRUST_DOMAIN, IdentityServer } from "../identity/server/server.js";
 import { DEFAULT_SERVER_DATA_DIR } from "./admin.js";
 import { run, UsageError } from "./common.js";
@@ -21,6 +21,7 @@ interface RunOptions {
   upstreamCaBundle?: string;
   x509popCa?: string;
   caTtl?: string;
+  caKeyType?: "ec-p256" | "ec-p384" | "rsa-2048";
   adminSocket?: string;
 }
 
@@ -65,6 +66,13 @@ export function serverCommand(): Command {
     )
     .option("--x509pop-ca <file>", "PEM: CA of node certificates; enables x509pop node attestation")
     .option("--ca-ttl <seconds>", "lifetime of each CA and JWT key (default 86400); rotated at 1/2 and 5/6")
+    .addOption(
+      new Option("--ca-key-type <type>", "key type of new CAs and JWT keys").choices([
+        "ec-p256",
+        "ec-p384",
+        "rsa-2048",
+      ]),
+    )
     .option("--admin-socket <path>", "admin socket path (default DIR/admin.sock)")
     .addHelpText(
       "after",
@@ -103,6 +111,7 @@ Stop with Ctrl-C (SIGINT) or SIGTERM. A restart keeps the CA, entries and agents
             ...(o.datastore ? { datastoreUrl: o.datastore } : {}),
             ...(o.adminSocket ? { adminSocketPath: o.adminSocket } : {}),
             ...(caTtlSeconds === undefined ? {} : { caTtlSeconds }),
+            ...(o.caKeyType ? { caKeyType: o.caKeyType } : {}),
             ...(o.upstreamCaCert && o.upstreamCaKey
               ? {
                   upstream: {
