@@ -135,7 +135,7 @@ describe("config files (--config)", () => {
     assert.equal(status, 2, stderr);
     assert.equal(
       stderr,
-      `error: ${file}:3:1: unknown key "bogus"; known keys: adminSocket, bind, caTtl, dataDir, datastore, trustDomain, upstreamCaBundle, upstreamCaCert, upstreamCaKey, x509popCa\n`,
+      `error: ${file}:3:1: unknown key "bogus"; known keys: adminSocket, bind, caKeyType, caTtl, dataDir, datastore, trustDomain, upstreamCaBundle, upstreamCaCert, upstreamCaKey, x509popCa\n`,
     );
   });
 });
