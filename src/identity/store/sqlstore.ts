@@ -119,6 +119,16 @@ function entryColumnValues(fields: EntryFields, hash: string): Param[] {
   ];
 }
 
+/** `SELECT * FROM table` with an equality condition for each column whose value is given. */
+function selectWhere(
+  table: string,
+  conditions: ReadonlyArray<[string, Param | undefined]>,
+): { sql: string; params: Param[] } {
+  const given = conditions.filter((c): c is [string, Param] => c[1] !== undefined);
+  const where = given.map(([column]) => `${column} = ?`).join(" AND ");
+  return { sql: `SELECT * FROM ${table}${where ? ` WHERE ${where}` : ""}`, params: given.map(([, v]) => v) };
+}
+
 function fieldsOf(e: RegistrationEntry): EntryFields {
   return {
     spiffeId: e.spiffeId,
@@ -455,17 +465,13 @@ export class SqlDatastore implements Datastore {
   }
 
   async listAgents(filter: AgentFilter = {}): Promise<AttestedAgent[]> {
-    const where: string[] = [];
-    const params: Param[] = [];
-    if (filter.banned !== undefined) {
-      where.push("banned = ?");
-      params.push(Boolean(filter.banned));
-    }
-    if (filter.attestationType !== undefined) {
-      where.push("attestation_type = ?");
-      params.push(checkAttestationType(filter.attestationType));
-    }
-    const sql = `SELECT * FROM attested_agents${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+    const { sql, params } = selectWhere("attested_agents", [
+      ["banned", filter.banned === undefined ? undefined : Boolean(filter.banned)],
+      [
+        "attestation_type",
+        filter.attestationType === undefined ? undefined : checkAttestationType(filter.attestationType),
+      ],
+    ]);
     return this.tx("read", function* () {
       const rows = yield* all(sql, ...params);
       return rows
@@ -704,17 +710,10 @@ export class SqlDatastore implements Datastore {
   }
 
   async listCaKeys(filter: CaKeyFilter = {}): Promise<CaKey[]> {
-    const where: string[] = [];
-    const params: Param[] = [];
-    if (filter.kind !== undefined) {
-      where.push("kind = ?");
-      params.push(checkKeyKind(filter.kind));
-    }
-    if (filter.state !== undefined) {
-      where.push("state = ?");
-      params.push(checkKeyState(filter.state));
-    }
-    const sql = `SELECT * FROM ca_keys${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""}`;
+    const { sql, params } = selectWhere("ca_keys", [
+      ["kind", filter.kind === undefined ? undefined : checkKeyKind(filter.kind)],
+      ["state", filter.state === undefined ? undefined : checkKeyState(filter.state)],
+    ]);
     const rows = await this.tx("read", () => all(sql, ...params));
     return rows.map((r) => this.caKeyFromRow(r)).sort(byCreatedThenId);
   }
