@@ -26,15 +26,17 @@ export class Engine {
     readonly layers: readonly Layer[],
     /** The service mesh's proxies (peer authentication, then authorization), after L3/L4. */
     readonly mesh?: IstioMesh,
-  ) {}
+  ) {
+    this.deciders = mesh ? [...layers, mesh] : layers;
+  }
+
+  /** Everything that decides a flow, in the order a packet meets it (built once: decide is hot). */
+  private readonly deciders: ReadonlyArray<{ decide(flow: Flow): readonly TraceStep[] }>;
 
   decide(flow: Flow): Verdict {
     const trace: TraceStep[] = [];
     let allowed = true;
-    const deciders: ReadonlyArray<{ decide(flow: Flow): readonly TraceStep[] }> = this.mesh
-      ? [...this.layers, this.mesh]
-      : this.layers;
-    for (const layer of deciders) {
+    for (const layer of this.deciders) {
       for (const step of layer.decide(flow)) {
         trace.push(step);
         if (!step.allowed) allowed = false;
