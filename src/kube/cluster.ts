@@ -1,3 +1,4 @@
+import { readContainers } from "./containers.js";
 import { type Diagnostics, displayValue, InputError, type SourceRef } from "./errors.js";
 import { parseIPv4 } from "./ip.js";
 import { type Labels, readLabels } from "./labels.js";
@@ -333,6 +334,7 @@ function makePod(p: {
     annotations: p.annotations,
     ip: p.ip,
     ports: readContainerPorts(p.spec, p.source, p.object, p.diag),
+    containers: readContainers(p.spec, p.source, p.object),
     serviceAccount: typeof sa === "string" && sa !== "" ? sa : "default",
     source: p.source,
     fromTemplate: p.fromTemplate,

@@ -1,3 +1,4 @@
+import type { Container } from "./containers.js";
 import type { SourceRef } from "./errors.js";
 import type { Labels } from "./labels.js";
 
@@ -41,6 +42,8 @@ export interface Pod {
   /** IPv4 from status.podIP(s), when known. */
   readonly ip: number | undefined;
   readonly ports: readonly ContainerPort[];
+  /** The app containers: what they run and how they are probed. */
+  readonly containers: readonly Container[];
   readonly serviceAccount: string;
   readonly annotations: Labels;
   readonly source: SourceRef;
