@@ -4,9 +4,12 @@ import { agentCommand, bundleCommand, caCommand, entryCommand, tokenCommand } fr
 import { agentRunCommand } from "./agent-run.js";
 import { canCommand } from "./can.js";
 import { connectivityCommand } from "./connectivity.js";
+import { curlCommand } from "./curl.js";
 import { diffCommand } from "./diff.js";
 import { healthcheckCommand } from "./healthcheck.js";
+import { httpbinCommand } from "./httpbin.js";
 import { jwtCommand } from "./jwt.js";
+import { proxyCommand } from "./proxy.js";
 import { serverCommand } from "./server.js";
 import { svidCommand } from "./svid.js";
 
@@ -26,7 +29,8 @@ Examples:
   $ tessera svid inspect svid.pem --key svid.key --bundle example.org=bundle.pem
   $ tessera jwt inspect @token.jwt --audience spiffe://example.org/db --bundle example.org=jwks.json
   $ tessera server run --data-dir /tmp/td/server --trust-domain example.org
-  $ tessera agent run --data-dir /tmp/td/agent --server 127.0.0.1:8081 --join-token TOKEN --trust-bundle bundle.pem`,
+  $ tessera agent run --data-dir /tmp/td/agent --server 127.0.0.1:8081 --join-token TOKEN --trust-bundle bundle.pem
+  $ tessera proxy run --workload default/httpbin -f lab/ --inbound 80@0.0.0.0:15006=127.0.0.1:8080`,
   );
 program.addCommand(connectivityCommand());
 program.addCommand(canCommand());
@@ -41,6 +45,9 @@ program.addCommand(agentCommand().addCommand(agentRunCommand()));
 program.addCommand(healthcheckCommand());
 program.addCommand(bundleCommand());
 program.addCommand(caCommand());
+program.addCommand(proxyCommand());
+program.addCommand(httpbinCommand());
+program.addCommand(curlCommand());
 program.exitOverride((err) => {
   // Usage errors (unknown option, missing argument) are bad input: exit 2.
   process.exit(err.exitCode === 0 ? 0 : 2);

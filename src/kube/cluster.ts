@@ -193,7 +193,8 @@ function readService(raw: RawObject, namespace: string, name: string): Service {
       });
     });
   }
-  return { namespace, name, selector, ports, source: raw.source };
+  const clusterIp = typeof spec?.clusterIP === "string" ? parseIPv4(spec.clusterIP) : undefined;
+  return { namespace, name, selector, ports, clusterIp, source: raw.source };
 }
 
 /**

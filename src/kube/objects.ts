@@ -68,6 +68,8 @@ export interface Service {
   /** Absent selector: a Service without selector (endpoints managed elsewhere). */
   readonly selector: Labels | undefined;
   readonly ports: readonly ServicePort[];
+  /** spec.clusterIP, when the manifest gives one (IPv4; "None" for headless is not kept). */
+  readonly clusterIp: number | undefined;
   readonly source: SourceRef;
 }
 

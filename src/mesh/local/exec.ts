@@ -38,6 +38,8 @@ export async function runCommand(
     });
     child.on("error", reject);
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    // A command that exits before reading its stdin must not crash the caller with EPIPE.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(options.input ?? "");
   });
   if (result.code !== 0 && !options.allowFailure) throw new CommandError(full, result);

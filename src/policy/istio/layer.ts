@@ -35,6 +35,15 @@ export class IstioMesh {
     readonly authz: CompiledAuthz,
   ) {}
 
+  /**
+   * Declares that the pod has a proxy whatever its labels say: a sidecar started by hand in
+   * front of it (`tessera proxy run`) enforces the mesh for it. Call before any decision.
+   */
+  markInMesh(pod: Pod): void {
+    this.membership.set(pod, true);
+    this.#active = true;
+  }
+
   /** Whether the pod has a proxy: a sidecar, or (ztunnel profile) an ambient namespace. */
   inMesh(pod: Pod): boolean {
     let inside = this.membership.get(pod);

@@ -1,0 +1,85 @@
+import net from "node:net";
+import type { InboundConnection } from "./inbound.js";
+
+/**
+ * An opaque TCP port: authorized once per connection at L4 (principal, source, port), then
+ * piped to the app. A denied connection is closed, as Envoy's RBAC network filter does.
+ */
+export function serveTcp(conn: InboundConnection): void {
+  const { ctx, mapping, policy, socket, peer, peerIp, peerId } = conn;
+  const started = performance.now();
+  const decision = policy.authorize(peerIp, mapping.containerPort, peerId);
+  const record = {
+    direction: "inbound" as const,
+    protocol: "tcp" as const,
+    source: peer,
+    sourceIdentity: peerId,
+    destination: ctx.workload,
+    destinationIdentity: ctx.identity.id,
+    port: mapping.containerPort,
+    policy: decision.policy,
+    rule: decision.rule,
+  };
+  if (!decision.allowed) {
+    ctx.metrics.recordRequest({
+      direction: "inbound",
+      protocol: "tcp",
+      outcome: "tcp-closed",
+      policy: decision.policy ?? "",
+    });
+    ctx.log.write({ ...record, outcome: "tcp-closed", detail: decision.detail });
+    socket.destroy();
+    return;
+  }
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let outcome = "forwarded";
+  const app = net.connect({ host: mapping.app.host, port: mapping.app.port, noDelay: true });
+  const connectTimer = setTimeout(() => {
+    outcome = "upstream-unavailable";
+    app.destroy();
+  }, ctx.limits.connectTimeoutMs);
+  app.once("connect", () => clearTimeout(connectTimer));
+  if (conn.first) {
+    bytesIn += conn.first.length;
+    app.write(conn.first);
+  }
+  socket.on("data", (d: Buffer) => {
+    bytesIn += d.length;
+  });
+  app.on("data", (d: Buffer) => {
+    bytesOut += d.length;
+  });
+  socket.pipe(app);
+  app.pipe(socket);
+  socket.resume();
+  app.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "ECONNREFUSED" || err.code === "ETIMEDOUT") outcome = "upstream-unavailable";
+    socket.destroy();
+  });
+  socket.on("error", () => app.destroy());
+  socket.on("close", () => app.destroy());
+  app.on("close", () => {
+    clearTimeout(connectTimer);
+    socket.destroy();
+  });
+  let logged = false;
+  socket.once("close", () => {
+    if (logged) return;
+    logged = true;
+    ctx.metrics.recordRequest({
+      direction: "inbound",
+      protocol: "tcp",
+      outcome,
+      policy: decision.policy ?? "",
+    });
+    ctx.log.write({
+      ...record,
+      outcome,
+      detail: decision.detail,
+      bytesIn,
+      bytesOut,
+      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+    });
+  });
+}
