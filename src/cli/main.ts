@@ -9,6 +9,7 @@ import { diffCommand } from "./diff.js";
 import { healthcheckCommand } from "./healthcheck.js";
 import { httpbinCommand } from "./httpbin.js";
 import { jwtCommand } from "./jwt.js";
+import { meshCommands } from "./mesh.js";
 import { proxyCommand } from "./proxy.js";
 import { serverCommand } from "./server.js";
 import { svidCommand } from "./svid.js";
@@ -23,6 +24,7 @@ const program = new Command("tessera")
     "after",
     `
 Examples:
+  $ sudo tessera lab                       # the zero-trust lab, live, in a local mesh
   $ tessera connectivity examples/zero-trust-shop
   $ tessera can -f examples/zero-trust-shop shop/frontend shop/cart:7070
   $ tessera diff before/ after/ -o md
@@ -48,6 +50,7 @@ program.addCommand(caCommand());
 program.addCommand(proxyCommand());
 program.addCommand(httpbinCommand());
 program.addCommand(curlCommand());
+for (const c of meshCommands()) program.addCommand(c);
 program.exitOverride((err) => {
   // Usage errors (unknown option, missing argument) are bad input: exit 2.
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -99,6 +99,10 @@ export function proxyRunCommand(): Command {
     )
     .option("--outbound-http <listen>", "an HTTP proxy for the app's outbound calls (point http_proxy at it)")
     .option(
+      "--inbound-capture <listen>",
+      "take redirected inbound connections; the container port is the original destination port, the app is on 127.0.0.1 at that port",
+    )
+    .option(
       "--outbound-capture <listen>",
       "take redirected outbound connections (original destination from the socket)",
     )

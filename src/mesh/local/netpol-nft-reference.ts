@@ -16,6 +16,7 @@ export type NftVerdict =
 export type NftMatch =
   | { readonly kind: "ct-state"; readonly states: readonly string[] }
   | { readonly kind: "ifname"; readonly field: "iifname" | "oifname"; readonly name: string }
+  | { readonly kind: "loopback-daddr" }
   | { readonly kind: "proto-port"; readonly elements: readonly ProtoPortElement[] };
 
 export interface ProtoPortElement {
@@ -270,6 +271,7 @@ const MATCH_FORMS: ReadonlyArray<readonly [RegExp, (captures: string[], fail: Fa
     /^(iifname|oifname) "([^"]*)" /,
     ([field, name]) => ({ kind: "ifname", field: field as "iifname" | "oifname", name: name as string }),
   ],
+  [/^ip daddr 127\.0\.0\.0\/8 /, () => ({ kind: "loopback-daddr" })],
   [
     /^meta l4proto \. th dport \{ ([^}]+) \} /,
     ([elements], fail) => ({ kind: "proto-port", elements: parseProtoPorts(elements as string, fail) }),
@@ -373,6 +375,8 @@ function matches(m: NftMatch, p: NftPacket): boolean {
       return m.states.includes(p.ctState);
     case "ifname":
       return (m.field === "iifname" ? p.iifname : p.oifname) === m.name;
+    case "loopback-daddr":
+      return p.daddr >>> 24 === 127;
     case "proto-port":
       return m.elements.some(
         (e) => e.protocol === p.protocol && p.dport !== undefined && e.low <= p.dport && p.dport <= e.high,

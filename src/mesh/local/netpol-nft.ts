@@ -273,6 +273,9 @@ function baseChain(direction: Direction): string {
     `    type filter hook ${hook} priority ${priority}; policy accept;`,
     "    ct state established,related accept",
     `    ${iface} "lo" accept`,
+    // A connection the sidecar's capture redirected to 127.0.0.1 still carries its first
+    // route (eth0) at this hook: it is the app talking to its own sidecar, never policy's business.
+    ...(direction === "egress" ? ["    ip daddr 127.0.0.0/8 accept"] : []),
     `    ip ${peer} vmap @${direction}_peers`,
     "    drop",
     "  }",

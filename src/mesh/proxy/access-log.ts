@@ -40,7 +40,7 @@ export interface AccessLog {
  * path). `destination` is a file path or a file descriptor (1: stdout).
  */
 export function jsonAccessLog(destination: string | number = 1): AccessLog {
-  const stream = pino.destination({ dest: destination, sync: false, minLength: 4096 });
+  const stream = pino.destination({ dest: destination, sync: false, minLength: 0 });
   const logger = pino(
     {
       base: null,
