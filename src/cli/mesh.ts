@@ -86,11 +86,17 @@ Example:
         "Apply NetworkPolicy, PeerAuthentication and AuthorizationPolicy objects to the running mesh, live",
       )
       .argument("<path...>", "policy manifests (files, directories or - for stdin)")
+      .option(
+        "--replace",
+        "the given policies replace every policy of the mesh (default: added or updated by kind/namespace/name)",
+      )
       .addHelpText(
         "after",
         "\nExample:\n  $ sudo tessera apply examples/zero-trust-lab/03-default-deny.yaml",
       ),
-  ).action((paths: string[], opts: { stateDir?: string }) => meshRun(() => apply(stateOf(opts), paths, say)));
+  ).action((paths: string[], opts: { stateDir?: string; replace?: boolean }) =>
+    meshRun(() => apply(stateOf(opts), paths, say, { replace: opts.replace ?? false })),
+  );
 
   const execCommand = stateOption(
     new Command("exec")

@@ -1,5 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import net from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -205,6 +214,24 @@ function killTree(pid: number): void {
   }
 }
 
+/**
+ * Pod processes run under their own uids: they must reach Tessera's code and the state
+ * directory. Refuses early, naming the directory, when one is closed to other users.
+ */
+export function checkReachable(path: string, what: string): void {
+  let dir = path;
+  for (;;) {
+    if (existsSync(dir) && (statSync(dir).mode & 0o001) === 0) {
+      throw new MeshError(
+        `${what} (${path}) is not reachable by the pods' uids: ${dir} is not searchable by other users (chmod o+x ${dir}, or use another directory)`,
+      );
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
+  }
+}
+
 export interface UpResult {
   readonly state: MeshState;
 }
@@ -217,6 +244,8 @@ export interface UpResult {
  */
 export async function up(stateDir: string, inputs: readonly string[], say: Say): Promise<MeshState> {
   requireRoot("up");
+  checkReachable(dirname(CLI), "Tessera's programs");
+  checkReachable(dirname(stateDir), "the state directory");
   await removeLeftovers(stateDir, say);
   const raws = loadObjects(inputs, () => {
     throw new InputError("no-stdin", "tessera up reads files and directories, not stdin");
@@ -456,7 +485,12 @@ export async function sidecarReady(pod: PodState): Promise<boolean> {
 }
 
 /** Applies policy objects live: the packet filters are recompiled and the sidecars reload. */
-export async function apply(stateDir: string, paths: readonly string[], say: Say): Promise<number> {
+export async function apply(
+  stateDir: string,
+  paths: readonly string[],
+  say: Say,
+  options: { replace?: boolean } = {},
+): Promise<number> {
   requireRoot("apply");
   const state = readState(stateDir);
   const objects = loadObjects(paths, () => readFileSync(0, "utf8"));
@@ -476,7 +510,7 @@ export async function apply(stateDir: string, paths: readonly string[], say: Say
     const m = (o.metadata ?? {}) as Record<string, unknown>;
     return `${String(o.kind)}/${String(m.namespace ?? "default")}/${String(m.name)}`;
   };
-  const byKey = new Map(current.items.map((o) => [key(o), o]));
+  const byKey = new Map(options.replace ? [] : current.items.map((o) => [key(o), o]));
   for (const o of objects) byKey.set(key(o.value), o.value);
   // Checked before anything changes: a policy that does not compile is refused whole.
   const candidate = { apiVersion: "v1", kind: "List", items: [...byKey.values()] };

@@ -297,7 +297,7 @@ describe("capture applied in pods (root)", () => {
     const octet = await freeOctet();
     const suffix = randomBytes(3).toString("hex");
     network = {
-      prefix: `${LOCAL_MESH.prefix}-k${suffix}`,
+      prefix: `tsrt-k${suffix}`,
       bridge: `tsbk${suffix}`,
       bridgeIp: `10.215.${octet}.1`,
       podPrefixLength: 24,

@@ -637,7 +637,7 @@ describe("the DNS server", () => {
 });
 
 describe("glibc's resolver through a search list (in a network namespace)", () => {
-  const netns = `tessera-t-${randomBytes(4).toString("hex")}`;
+  const netns = `tsrt-t-${randomBytes(4).toString("hex")}`;
   const etcDir = `/etc/netns/${netns}`;
   let child: ChildProcess | undefined;
 

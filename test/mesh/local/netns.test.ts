@@ -94,7 +94,7 @@ async function freeSubnets(count: number, from: number, to: number): Promise<num
 function testNetwork(letter: string, octet: number): MeshNetwork {
   const suffix = randomBytes(3).toString("hex");
   return {
-    prefix: `${LOCAL_MESH.prefix}-${letter}${suffix}`,
+    prefix: `tsrt-${letter}${suffix}`,
     bridge: `tsb${letter}${suffix}`,
     bridgeIp: `10.215.${octet}.1`,
     podPrefixLength: 24,

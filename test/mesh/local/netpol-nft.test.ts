@@ -81,7 +81,7 @@ function meshOf(objects: readonly object[]): { engine: Engine; mesh: MeshPod[] }
   const { engine } = compile(cluster, diagnostics);
   const mesh = cluster.pods
     .filter((p): p is Pod & { ip: number } => p.ip !== undefined)
-    .map((pod, i) => ({ pod, netns: `tessera-t-pod${i}`, ip: formatIPv4(pod.ip) }));
+    .map((pod, i) => ({ pod, netns: `tsrt-t-pod${i}`, ip: formatIPv4(pod.ip) }));
   return { engine, mesh };
 }
 
@@ -124,8 +124,8 @@ spec:
     const { engine } = compile(cluster, diagnostics);
     const [a, b] = cluster.pods as [Pod, Pod];
     const pods: MeshPod[] = [
-      { pod: a, netns: "tessera-t-a", ip: "10.213.0.2" },
-      { pod: b, netns: "tessera-t-b", ip: "10.213.0.3" },
+      { pod: a, netns: "tsrt-t-a", ip: "10.213.0.2" },
+      { pod: b, netns: "tsrt-t-b", ip: "10.213.0.3" },
     ];
     return { engine, pods };
   }
@@ -363,7 +363,7 @@ describe("the generated rules agree with the policy engine (reference interprete
 });
 
 describe("nft accepts every generated ruleset", () => {
-  const netns = `tessera-t-${randomBytes(4).toString("hex")}`;
+  const netns = `tsrt-t-${randomBytes(4).toString("hex")}`;
   before(async () => {
     requireRoot();
     await run(["ip", "netns", "add", netns]);
@@ -416,8 +416,8 @@ console.log(JSON.stringify(Object.fromEntries(ports.map((p, i) => [p, outcomes[i
 
 describe("real packets between two network namespaces", () => {
   const suffix = randomBytes(4).toString("hex");
-  const nsA = `tessera-t-${suffix}a`;
-  const nsB = `tessera-t-${suffix}b`;
+  const nsA = `tsrt-t-${suffix}a`;
+  const nsB = `tsrt-t-${suffix}b`;
   const [ipA, ipB] = ["10.213.0.2", "10.213.0.3"];
   let server: ChildProcess | undefined;
 

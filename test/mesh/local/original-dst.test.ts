@@ -92,7 +92,7 @@ describe("sockaddr_in decoding", () => {
 });
 
 describe("originalDestination on redirected loopback connections (root)", () => {
-  const table = `${LOCAL_MESH.prefix}-o${randomBytes(3).toString("hex")}_odst`;
+  const table = `tsrt-o${randomBytes(3).toString("hex")}_odst`;
   /** Connections to 127.0.0.2 on these ports are redirected to the listener. */
   const firstPort = 40000 + Math.floor(Math.random() * 20000);
   const portCount = 16;
