@@ -15,6 +15,8 @@ for (const [name, flags] of [
   ["ca.js", []],
   ["mesh.js", ["--expose-gc"]],
   ["workload-api.js", ["--expose-gc"]],
+  ["http1.js", []],
+  ["proxy.js", []],
 ] as const) {
   process.stdout.write(`\n=== ${name.replace(".js", "")} ===\n`);
   const r = spawnSync(process.execPath, [...flags, join(here, name), ...args], { stdio: "inherit" });
