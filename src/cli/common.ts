@@ -33,6 +33,16 @@ export function printWarnings(
 
 export class UsageError extends Error {}
 
+/** `HOST:PORT`, `[V6]:PORT`, `:PORT` or `PORT` (host 0.0.0.0), for listen and connect flags. */
+export function parseHostPort(flag: string, text: string): { host: string; port: number } {
+  const m = /^(?:(\[[^\]]+\]|[^:[\]]*):)?(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535)
+    throw new UsageError(`${flag} ${text}: expected HOST:PORT (e.g. 127.0.0.1:8080 or [::]:8080)`);
+  const host = (m[1] ?? "").replace(/^\[|\]$/g, "");
+  return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
 /**
  * Runs a command body: bad input and usage errors become one clear line on stderr and exit 2;
  * anything else is a bug and still never prints a stack trace unless TESSERA_DEBUG is set.

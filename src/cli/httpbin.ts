@@ -4,7 +4,7 @@
  */
 import { Command } from "commander";
 import { startHttpbin } from "../mesh/local/httpbin.js";
-import { run, UsageError } from "./common.js";
+import { parseHostPort, run, UsageError } from "./common.js";
 
 export interface ListenAddress {
   readonly host: string;
@@ -13,12 +13,7 @@ export interface ListenAddress {
 
 /** Parses HOST:PORT, [IPv6]:PORT, :PORT or PORT (no host means every address, as the image does). */
 export function parseListenAddress(text: string): ListenAddress {
-  const m = /^(?:(\[[^\]]+\]|[^:[\]]*):)?(\d{1,5})$/.exec(text.trim());
-  const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port > 65535)
-    throw new UsageError(`--listen must be HOST:PORT (e.g. 0.0.0.0:80 or [::]:8080), not "${text}"`);
-  const host = (m[1] ?? "").replace(/^\[|\]$/g, "");
-  return { host: host === "" ? "0.0.0.0" : host, port };
+  return parseHostPort("--listen", text);
 }
 
 /** The address the image listens on: 0.0.0.0:80, or the PORT the environment names. */

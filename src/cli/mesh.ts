@@ -10,8 +10,7 @@ import { startDnsServer } from "../mesh/local/dns-server.js";
 import { labTable, runLab } from "../mesh/local/lab.js";
 import { apply, down, execInWorkload, MeshError, status, up } from "../mesh/local/mesh.js";
 import { defaultStateDir, NoMeshError } from "../mesh/local/state.js";
-import { run, UsageError } from "./common.js";
-import { parseHostPort } from "./proxy.js";
+import { parseHostPort, run, UsageError } from "./common.js";
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const DEFAULT_LAB = fileURLToPath(new URL("../../../examples/zero-trust-lab", import.meta.url));

@@ -9,16 +9,9 @@ import type { InboundMapping } from "../mesh/proxy/inbound.js";
 import type { OutboundTarget } from "../mesh/proxy/outbound.js";
 import { PolicySource } from "../mesh/proxy/policy-source.js";
 import { Sidecar } from "../mesh/proxy/sidecar.js";
-import { findWorkloadPod, UnknownWorkloadError } from "../mesh/proxy/workload-policy.js";
+import { UnknownWorkloadError } from "../mesh/proxy/workload-policy.js";
 import type { MeshConfig } from "../policy/istio/mesh.js";
-import { collectPaths, run, UsageError } from "./common.js";
-
-export function parseHostPort(flag: string, text: string): HostPort {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) throw new UsageError(`${flag} ${text}: expected HOST:PORT`);
-  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
-}
+import { collectPaths, parseHostPort, run, UsageError } from "./common.js";
 
 /** `80@127.0.0.1:15006=127.0.0.1:8080`: container port 80, listen on :15006, app on :8080. */
 export function parseInbound(text: string): InboundMapping {
@@ -173,8 +166,7 @@ it refuses traffic. Stop with Ctrl-C or SIGTERM.`,
         if (opts.rootNamespace) meshOptions.rootNamespace = opts.rootNamespace;
         const policies = new PolicySource(opts.file, opts.workload, meshOptions);
         try {
-          const policy = policies.load();
-          findWorkloadPod(policy.cluster, opts.workload);
+          policies.load();
         } catch (err) {
           if (err instanceof UnknownWorkloadError) throw new UsageError(err.message);
           throw err;

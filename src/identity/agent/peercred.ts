@@ -11,8 +11,8 @@
  * since Node 0.x and used by well-known modules; it is checked before use, and every failure
  * throws (fail closed): a connection whose caller is unknown gets no identity.
  */
-import { createRequire } from "node:module";
 import type { Socket } from "node:net";
+import { loadLibc, socketFd } from "../../native/libc.js";
 import type { PeerCredentials } from "./attestor.js";
 
 /** Linux values (asm-generic/socket.h; the same on x86-64 and arm64). */
@@ -48,24 +48,7 @@ function loadNative(): Native {
   if (native instanceof Error) throw native;
   if (native !== undefined) return native;
   try {
-    if (process.platform !== "linux") {
-      throw new Error(`SO_PEERCRED is Linux only (platform ${process.platform})`);
-    }
-    // koffi is CommonJS with a native part: loaded on first use, so that importing this module
-    // never fails and a platform without it fails here, closed.
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
-    let libc: ReturnType<typeof koffi.load> | undefined;
-    let lastError: unknown;
-    // dlopen(NULL) sees the symbols Node itself links (glibc); then the usual sonames.
-    for (const name of [null, "libc.so.6", "libc.so"]) {
-      try {
-        libc = koffi.load(name as string | null);
-        break;
-      } catch (err) {
-        lastError = err;
-      }
-    }
-    if (libc === undefined) throw lastError ?? new Error("libc not found");
+    const { koffi, libc } = loadLibc();
     // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (anonymous: koffi type names are global)
     const ucred = koffi.struct({ pid: "int32", uid: "uint32", gid: "uint32" });
     // int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
@@ -87,11 +70,10 @@ function loadNative(): Native {
   }
 }
 
-/** The socket's file descriptor, from the libuv handle (see the module comment). */
-function socketFd(socket: Socket): number {
-  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
-  const fd = handle?.fd;
-  if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) {
+/** The socket's file descriptor (see src/native/libc.ts). */
+function fdOf(socket: Socket): number {
+  const fd = socketFd(socket);
+  if (fd === undefined) {
     throw new PeerCredentialsError(
       "the connection has no file descriptor (closed, or not a Unix socket): its caller cannot be identified",
     );
@@ -104,7 +86,7 @@ function socketFd(socket: Socket): number {
  * read, or when the pid is 0 (the peer lives in a PID namespace the agent cannot see).
  */
 export function peerCredentials(socket: Socket): PeerCredentials {
-  const fd = socketFd(socket);
+  const fd = fdOf(socket);
   const n = loadNative();
   const out: Record<string, number> = {};
   const len = [n.size];

@@ -1,8 +1,8 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { apply, down, execInWorkload, type Say, up } from "./mesh.js";
+import { apply, down, type Say, up } from "./mesh.js";
 
 /** The lab's files (STEPS.md), and Tessera's own DNS step files. */
 export const BASE_FILES = [
@@ -144,7 +144,6 @@ async function request(stateDir: string, s: LabStep): Promise<string> {
     s.method,
     `${URL_BASE}${s.path}`,
   ];
-  const { spawn } = await import("node:child_process");
   const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
   // Through `tessera exec`, as a person would run it, capturing curl's output.
   return new Promise((resolve, reject) => {
@@ -235,5 +234,3 @@ export function labTable(rows: readonly LabRow[]): string {
     )
     .join("\n")}\n`;
 }
-
-export { execInWorkload };

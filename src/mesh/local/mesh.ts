@@ -5,16 +5,18 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
 import net from "node:net";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { POLICY_KINDS } from "../../kube/cluster.js";
 import { Diagnostics, InputError } from "../../kube/errors.js";
 import { clusterOf, loadObjects } from "../../kube/index.js";
+import { formatIPv4 } from "../../kube/ip.js";
 import type { Cluster, Pod } from "../../kube/objects.js";
 import { serviceBackends, targetPortOn } from "../../kube/services.js";
 import { compile } from "../../policy/engine.js";
@@ -43,6 +45,45 @@ import {
 /** `node dist/src/cli/main.js`: how the mesh runs Tessera's own programs (sidecars, DNS, httpbin). */
 const CLI = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 const tessera = (...args: string[]) => [process.execPath, CLI, ...args];
+/** The package root (dist/src/cli/main.js is three levels down). */
+const PACKAGE_ROOT = dirname(dirname(dirname(dirname(CLI))));
+/**
+ * Where pod processes find Tessera when its own directory is closed to other users (a clone
+ * under /root): a read-only bind mount, outside the state directory so that removing the state
+ * can never reach into it.
+ */
+const CODE_MOUNT = "/run/tessera/code";
+let podCli = CLI;
+/** Tessera as a pod process (its own uid) runs it. */
+const podTessera = (...args: string[]) => [process.execPath, podCli, ...args];
+
+function isMounted(path: string): boolean {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .some((line) => line.split(" ")[4] === path);
+}
+
+/** Makes Tessera's code reachable for the pods' uids (a bind mount when its directory is closed). */
+async function preparePodCli(): Promise<void> {
+  checkReachable(process.execPath, "Node.js");
+  if (reachable(dirname(CLI))) {
+    podCli = CLI;
+    return;
+  }
+  if (!isMounted(CODE_MOUNT)) {
+    mkdirSync(CODE_MOUNT, { recursive: true, mode: 0o755 });
+    chmodSync(dirname(CODE_MOUNT), 0o755);
+    await runCommand(["mount", "--bind", "-o", "ro", PACKAGE_ROOT, CODE_MOUNT]);
+  }
+  podCli = join(CODE_MOUNT, relative(PACKAGE_ROOT, CLI));
+}
+
+/** Removes the code mount, if any (never recursively: it is Tessera's own tree). */
+async function releasePodCli(): Promise<void> {
+  if (existsSync(CODE_MOUNT) && isMounted(CODE_MOUNT))
+    await runCommand(["umount", CODE_MOUNT], { allowFailure: true });
+  if (existsSync(CODE_MOUNT) && !isMounted(CODE_MOUNT)) rmdirSync(CODE_MOUNT);
+}
 const TRUST_DOMAIN = "cluster.local";
 const APP_UID_BASE = 10_000;
 const SIDECAR_UID_BASE = 20_000;
@@ -117,13 +158,13 @@ async function cli(args: string[]): Promise<string> {
 /** What a pod runs: its `tessera.io/run` annotation, a built-in for the lab's images, or its command. */
 export function appCommand(pod: Pod): string[] {
   const run = pod.annotations["tessera.io/run"];
-  if (run === DNS_RUN) return tessera("mesh-dns", "--zone", "ZONE", "--listen", "0.0.0.0:53");
+  if (run === DNS_RUN) return podTessera("mesh-dns", "--zone", "ZONE", "--listen", "0.0.0.0:53");
   if (run) return ["/bin/sh", "-c", run];
   const container = pod.containers[0];
   const image = container?.image ?? "";
   if (/(^|\/)httpbin(:|$)/.test(image)) {
     const port = pod.ports.find((p) => p.protocol === "TCP")?.port ?? 80;
-    return tessera("httpbin", "--listen", `0.0.0.0:${port}`);
+    return podTessera("httpbin", "--listen", `0.0.0.0:${port}`);
   }
   const argv = [...(container?.command ?? []), ...(container?.args ?? [])];
   if (argv.length > 0 && (argv[0]?.startsWith("/") ? existsSync(argv[0]) : true)) return argv;
@@ -138,7 +179,7 @@ function serviceRoutes(cluster: Cluster): ServiceRoute[] {
   const routes: ServiceRoute[] = [];
   for (const service of cluster.services) {
     if (service.clusterIp === undefined) continue;
-    const clusterIp = formatIp(service.clusterIp);
+    const clusterIp = formatIPv4(service.clusterIp);
     const backends = serviceBackends(cluster, service);
     for (const port of service.ports) {
       if (port.protocol === "SCTP") continue;
@@ -155,10 +196,6 @@ function serviceRoutes(cluster: Cluster): ServiceRoute[] {
     }
   }
   return routes;
-}
-
-function formatIp(n: number): string {
-  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 /** The manifests as the mesh runs them (workloads with addresses, and the current policies). */
@@ -190,9 +227,7 @@ async function enforceNetworkPolicy(stateDir: string, state: Pick<MeshState, "po
 export async function removeLeftovers(stateDir: string, say: Say): Promise<void> {
   if (existsSync(stateFile(stateDir))) {
     try {
-      const old = readState(stateDir);
-      const pids = [old.serverPid, old.agentPid, ...old.pods.flatMap((p) => [p.appPid, p.sidecarPid])];
-      for (const pid of pids) if (pid) killTree(pid);
+      await stopProcesses(readState(stateDir));
     } catch {
       // a broken state file: the namespaces below are still found by name
     }
@@ -202,16 +237,29 @@ export async function removeLeftovers(stateDir: string, say: Say): Promise<void>
   rmSync(stateDir, { recursive: true, force: true });
 }
 
-function killTree(pid: number): void {
+function signal(pid: number, sig: NodeJS.Signals): void {
   try {
-    process.kill(-pid, "SIGTERM");
+    // Each mesh process leads its own process group (detached): the group takes its children too.
+    process.kill(-pid, sig);
   } catch {
     try {
-      process.kill(pid, "SIGTERM");
+      process.kill(pid, sig);
     } catch {
       // gone already
     }
   }
+}
+
+/** SIGTERM to every process of the mesh, then SIGKILL to what is left. */
+async function stopProcesses(state: MeshState): Promise<void> {
+  const pids = [
+    ...state.pods.flatMap((p) => [p.sidecarPid, p.appPid]),
+    state.agentPid,
+    state.serverPid,
+  ].filter((pid): pid is number => typeof pid === "number" && pid > 0);
+  for (const pid of pids) signal(pid, "SIGTERM");
+  await new Promise((r) => setTimeout(r, 300));
+  for (const pid of pids) signal(pid, "SIGKILL");
 }
 
 /**
@@ -219,16 +267,23 @@ function killTree(pid: number): void {
  * directory. Refuses early, naming the directory, when one is closed to other users.
  */
 export function checkReachable(path: string, what: string): void {
-  let dir = path;
-  for (;;) {
-    if (existsSync(dir) && (statSync(dir).mode & 0o001) === 0) {
-      throw new MeshError(
-        `${what} (${path}) is not reachable by the pods' uids: ${dir} is not searchable by other users (chmod o+x ${dir}, or use another directory)`,
-      );
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return;
-    dir = parent;
+  const closed = closedAncestor(path);
+  if (closed) {
+    throw new MeshError(
+      `${what} (${path}) is not reachable by the pods' uids: ${closed} is not searchable by other users (chmod o+x ${closed}, or use another directory)`,
+    );
+  }
+}
+
+function reachable(path: string): boolean {
+  return closedAncestor(path) === undefined;
+}
+
+/** The first directory from `path` up that other users cannot search, if any. */
+function closedAncestor(path: string): string | undefined {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    if (existsSync(dir) && (statSync(dir).mode & 0o001) === 0) return dir;
+    if (dirname(dir) === dir) return undefined;
   }
 }
 
@@ -244,8 +299,8 @@ export interface UpResult {
  */
 export async function up(stateDir: string, inputs: readonly string[], say: Say): Promise<MeshState> {
   requireRoot("up");
-  checkReachable(dirname(CLI), "Tessera's programs");
-  checkReachable(dirname(stateDir), "the state directory");
+  checkReachable(stateDir, "the state directory");
+  await preparePodCli();
   await removeLeftovers(stateDir, say);
   const raws = loadObjects(inputs, () => {
     throw new InputError("no-stdin", "tessera up reads files and directories, not stdin");
@@ -348,7 +403,7 @@ async function start(
     cluster.services.flatMap((s) =>
       s.clusterIp === undefined
         ? []
-        : [{ name: s.name, namespace: s.namespace, clusterIp: formatIp(s.clusterIp) }],
+        : [{ name: s.name, namespace: s.namespace, clusterIp: formatIPv4(s.clusterIp) }],
     ),
     cluster.pods.flatMap((p) => (p.ip === undefined ? [] : [{ namespace: p.namespace, ip: podIp(p) }])),
   );
@@ -396,7 +451,7 @@ async function start(
     if (member && sidecarUid) {
       sidecar = podDaemon(
         network.netns,
-        tessera(
+        podTessera(
           "proxy",
           "run",
           "--workload",
@@ -448,7 +503,7 @@ async function start(
     services: cluster.services.flatMap((s) =>
       s.clusterIp === undefined
         ? []
-        : [{ namespace: s.namespace, name: s.name, clusterIp: formatIp(s.clusterIp) }],
+        : [{ namespace: s.namespace, name: s.name, clusterIp: formatIPv4(s.clusterIp) }],
     ),
   };
   writeState(stateDir, state);
@@ -468,7 +523,7 @@ async function start(
 export async function sidecarReady(pod: PodState): Promise<boolean> {
   const r = await execInPod(
     pod.netns,
-    tessera(
+    podTessera(
       "curl",
       "-s",
       "-o",
@@ -550,19 +605,8 @@ export async function down(stateDir: string, say: Say): Promise<number> {
   } catch {
     state = undefined;
   }
-  if (state) {
-    const pids = [...state.pods.flatMap((p) => [p.sidecarPid, p.appPid]), state.agentPid, state.serverPid];
-    for (const pid of pids) if (pid) killTree(pid);
-    await new Promise((r) => setTimeout(r, 300));
-    for (const pid of pids) {
-      if (!pid) continue;
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
-  }
+  if (state) await stopProcesses(state);
+  await releasePodCli();
   const removed = await cleanupLocalMesh();
   rmSync(stateDir, { recursive: true, force: true });
   say(
@@ -582,8 +626,10 @@ export async function execInWorkload(
   requireRoot("exec");
   const state = readState(stateDir);
   const pod = findPod(state, workload);
+  await preparePodCli();
   let command = [...argv];
-  if (command[0] === "curl" && !existsSync("/usr/bin/curl")) command = tessera("curl", ...command.slice(1));
+  if (command[0] === "curl" && !existsSync("/usr/bin/curl"))
+    command = podTessera("curl", ...command.slice(1));
   const child = spawnInPod(pod.netns, command, { uid: pod.appUid, gid: pod.appUid, stdio: "inherit" });
   return new Promise((resolve, reject) => {
     child.on("error", reject);
@@ -594,6 +640,7 @@ export async function execInWorkload(
 /** Pods, identities, policies and each sidecar's readiness. */
 export async function status(stateDir: string): Promise<string> {
   const state = readState(stateDir);
+  await preparePodCli();
   const alive = (pid: number | undefined) => {
     if (!pid) return false;
     try {

@@ -10,9 +10,9 @@
  * Every failure throws: a sidecar that cannot tell where a connection was going must refuse it,
  * never guess.
  */
-import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { endianness } from "node:os";
+import { loadLibc, socketFd } from "../../native/libc.js";
 
 /** Linux values: SOL_IP (netinet/in.h), SO_ORIGINAL_DST (linux/netfilter_ipv4.h). */
 const SOL_IP = 0;
@@ -55,22 +55,7 @@ function loadNative(): Native {
   if (native instanceof Error) throw native;
   if (native !== undefined) return native;
   try {
-    if (process.platform !== "linux") {
-      throw new Error(`SO_ORIGINAL_DST is Linux only (platform ${process.platform})`);
-    }
-    // Loaded on first use, so that importing this module never fails (see peercred.ts).
-    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi");
-    let libc: ReturnType<typeof koffi.load> | undefined;
-    let lastError: unknown;
-    for (const name of [null, "libc.so.6", "libc.so"]) {
-      try {
-        libc = koffi.load(name as string | null);
-        break;
-      } catch (err) {
-        lastError = err;
-      }
-    }
-    if (libc === undefined) throw lastError ?? new Error("libc not found");
+    const { koffi, libc } = loadLibc();
     // int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen): optval is
     // a Buffer (koffi passes its memory), decoded by parseSockaddrIn, which can be tested alone.
     const getsockopt = libc.func("getsockopt", "int", [
@@ -114,11 +99,10 @@ export function parseSockaddrIn(
   return { address, port };
 }
 
-/** The socket's file descriptor, from the libuv handle (see the module comment). */
-function socketFd(socket: Socket): number {
-  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
-  const fd = handle?.fd;
-  if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) {
+/** The socket's file descriptor (see src/native/libc.ts). */
+function fdOf(socket: Socket): number {
+  const fd = socketFd(socket);
+  if (fd === undefined) {
     throw new OriginalDestinationError("the connection has no file descriptor (closed, or not a TCP socket)");
   }
   return fd;
@@ -138,7 +122,7 @@ export function originalDestination(socket: Socket): OriginalDestination {
       `the connection is IPv6 (local address ${local}): capture redirects IPv4 only, so it has no IPv4 original destination`,
     );
   }
-  const fd = socketFd(socket);
+  const fd = fdOf(socket);
   const n = loadNative();
   const out = Buffer.alloc(SOCKADDR_IN_SIZE);
   const len = [SOCKADDR_IN_SIZE];

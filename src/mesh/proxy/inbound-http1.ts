@@ -115,13 +115,13 @@ class Http1Session {
   }
 
   private onHead(head: RequestHead): void {
-    const { ctx, mapping, peerIp, peerId, peer, xfcc } = this.conn;
+    const { ctx, mapping, peerAddress, peerId, peer, xfcc } = this.conn;
     const started = performance.now();
     // The current policies: an update applies from the next request on.
     const policy = ctx.policy() ?? this.conn.policy;
     // What the app will act on: the path and authority of the target (an absolute-form target's
     // own path, not its text), so `GET http://x/admin` is matched as `/admin`.
-    const decision = policy.authorize(peerIp, mapping.containerPort, peerId, {
+    const decision = policy.authorize(peerAddress, mapping.containerPort, peerId, {
       method: head.method,
       path: head.path,
       host: head.authority ?? head.host ?? "",

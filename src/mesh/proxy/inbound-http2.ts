@@ -92,7 +92,7 @@ function onStream(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
 ): void {
-  const { ctx, mapping, peerIp, peerId, peer, xfcc } = conn;
+  const { ctx, mapping, peerAddress, peerId, peer, xfcc } = conn;
   const started = performance.now();
   const method = String(headers[HTTP2_HEADER_METHOD] ?? "GET");
   const path = String(headers[HTTP2_HEADER_PATH] ?? "/");
@@ -104,7 +104,7 @@ function onStream(
   }
   const grpc = (plain["content-type"] ?? "").startsWith("application/grpc");
   const policy = ctx.policy() ?? conn.policy;
-  const decision = policy.authorize(peerIp, mapping.containerPort, peerId, {
+  const decision = policy.authorize(peerAddress, mapping.containerPort, peerId, {
     method,
     path,
     host: authority,

@@ -1,5 +1,6 @@
 import net from "node:net";
 import tls from "node:tls";
+import { parseIPv4 } from "../../kube/ip.js";
 import type { HostPort, SidecarContext } from "./context.js";
 import { HandshakeFailure } from "./identity.js";
 import { serveHttp1 } from "./inbound-http1.js";
@@ -29,7 +30,8 @@ export interface InboundConnection {
   readonly socket: net.Socket;
   /** The TCP socket underneath (for resets and addresses). */
   readonly raw: net.Socket;
-  readonly peerIp: string;
+  /** The peer's IPv4 as a number, parsed once per connection for every decision on it (0 if not IPv4). */
+  readonly peerAddress: number;
   readonly peer: string;
   /** The peer's SPIFFE ID from its verified certificate; undefined for plaintext. */
   readonly peerId: string | undefined;
@@ -106,18 +108,18 @@ export class InboundListener {
     const { mode, policy: modePolicy } = policy.mtlsMode(mapping.containerPort);
     const deadline = setTimeout(() => raw.destroy(), ctx.limits.handshakeTimeoutMs);
     raw.once("close", () => clearTimeout(deadline));
-    const base = { ctx, mapping, policy, raw, peerIp, peer };
+    const base = { ctx, mapping, policy, raw, peerAddress: parseIPv4(peerIp) ?? 0, peer };
     if (mode === "STRICT") {
       // No peeking: the TLS layer gets the native socket (the fast path); a plaintext peer shows
       // up as a handshake error and is reset.
-      this.startTls(base, deadline, undefined, modePolicy);
+      this.startTls(base, deadline, modePolicy);
       return;
     }
     raw.once("data", (first: Buffer) => {
       if (mode === "PERMISSIVE" && first[0] === TLS_HANDSHAKE) {
         raw.pause();
         raw.unshift(first);
-        this.startTls(base, deadline, undefined, modePolicy);
+        this.startTls(base, deadline, modePolicy);
         return;
       }
       clearTimeout(deadline);
@@ -126,9 +128,8 @@ export class InboundListener {
   }
 
   private startTls(
-    base: Pick<InboundConnection, "ctx" | "mapping" | "policy" | "raw" | "peerIp" | "peer">,
+    base: Pick<InboundConnection, "ctx" | "mapping" | "policy" | "raw" | "peerAddress" | "peer">,
     deadline: NodeJS.Timeout,
-    _first: Buffer | undefined,
     modePolicy: string | undefined,
   ): void {
     const { ctx, raw, peer } = base;

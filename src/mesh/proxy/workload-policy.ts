@@ -98,11 +98,10 @@ export class WorkloadPolicy {
   }
 
   /**
-   * Authorizes a connection (TCP port) or one request (HTTP port) from a peer. `identity` is the
-   * SPIFFE ID from the peer's verified certificate, undefined for plaintext.
+   * Authorizes a connection (TCP port) or one request (HTTP port) from a peer (its IPv4 as a
+   * number). `identity` is the SPIFFE ID from the peer's verified certificate, undefined for plaintext.
    */
-  authorize(peerIp: string, port: number, identity: string | undefined, http?: HttpRequest): ProxyDecision {
-    const ip = parseIPv4(peerIp) ?? 0;
+  authorize(ip: number, port: number, identity: string | undefined, http?: HttpRequest): ProxyDecision {
     const steps = this.compiled.mesh.decide({
       src: { kind: "ip", ip },
       dst: { kind: "pod", pod: this.pod },
