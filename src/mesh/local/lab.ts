@@ -106,12 +106,18 @@ function predict(
     const out = JSON.parse(r.stdout) as {
       outcome: string;
       checks: Array<{
-        trace: Array<{ allowed: boolean; policy?: string; isolatedBy?: string[]; layer: string }>;
+        trace: Array<{
+          allowed: boolean;
+          policy?: string;
+          isolatedBy?: string[];
+          layer: string;
+          default?: string;
+        }>;
       }>;
     };
     const denial = out.checks.flatMap((c) => c.trace).find((t) => !t.allowed);
     const why = denial
-      ? `${denial.layer}: ${denial.policy ?? denial.isolatedBy?.join(", ") ?? "default"}`
+      ? `${denial.layer}: ${denial.policy ?? denial.isolatedBy?.join(", ") ?? denial.default ?? "default"}`
       : "";
     return { outcome: out.outcome, text: PREDICTED[out.outcome] ?? out.outcome, why };
   } catch {
