@@ -5,6 +5,7 @@
  * This file is also the child process of the "another uid" test: with TESSERA_WLAPI_CHILD set
  * to an address it only fetches its X.509-SVID there and prints the outcome as JSON.
  */
+
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
@@ -47,6 +48,7 @@ import {
 import { JwtSource } from "../../../src/spiffe/workload/jwtsource.js";
 import { X509Source } from "../../../src/spiffe/workload/x509source.js";
 import { X509Svid } from "../../../src/spiffe/x509svid.js";
+import { assertReachableByOtherUids } from "../../helpers/paths.js";
 import { until } from "../../spiffe/fake-workload-api.js";
 import { TestCa } from "../../spiffe/testca.js";
 
@@ -702,6 +704,7 @@ function defineTests(): void {
       });
       try {
         await chmod(join(dir, "sock"), 0o755);
+        assertReachableByOtherUids();
         const nobody = await runChild(f.server.address, { uid: 65534, gid: 65534 });
         assert.equal(nobody.uid, 65534);
         assert.equal(nobody.ok, false, JSON.stringify(nobody));

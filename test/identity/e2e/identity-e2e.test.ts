@@ -26,7 +26,7 @@ import {
   verifyX509Svid,
   X509Svid,
 } from "../../../src/spiffe/x509svid.js";
-import { cliPath, oracle } from "../../helpers/paths.js";
+import { assertReachableByOtherUids, cliPath, oracle } from "../../helpers/paths.js";
 
 const TD = "example.org";
 const ME = `spiffe://${TD}/me`;
@@ -237,6 +237,7 @@ describe("identity end to end: server and agent processes", {
   }
 
   before(async () => {
+    assertReachableByOtherUids();
     root = await mkdtemp(join(tmpdir(), "tessera-e2e-"));
     // uid 65534 must reach the socket: the path to it is world-searchable (the agent's data
     // directory stays 0700, the socket lives beside it).

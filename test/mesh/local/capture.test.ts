@@ -6,6 +6,7 @@
  * carry the mesh prefix and a suffix unique to this run, on a /24 the host does not route yet;
  * `after` removes everything.
  */
+
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -30,6 +31,7 @@ import {
 import { cleanupLocalMesh } from "../../../src/mesh/local/cleanup.js";
 import { createPod, ensureBridge, type MeshNetwork } from "../../../src/mesh/local/netns.js";
 import { execInPod, spawnInPod } from "../../../src/mesh/local/spawn.js";
+import { assertReachableByOtherUids } from "../../helpers/paths.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -294,6 +296,7 @@ describe("capture applied in pods (root)", () => {
 
   before(async () => {
     requireRoot();
+    assertReachableByOtherUids();
     const octet = await freeOctet();
     const suffix = randomBytes(3).toString("hex");
     network = {
