@@ -1,4 +1,5 @@
 import { pino } from "pino";
+import { accessLine, isoNow } from "./access-line.js";
 
 /** One line per HTTP request or TCP connection the sidecar handled, as Envoy's access log has. */
 export interface AccessRecord {
@@ -35,21 +36,40 @@ export interface AccessLog {
   flush(): Promise<void>;
 }
 
+/** Lines gathered into one write of about `limit` characters: a write per line costs more than the line. */
+export class LineBatch {
+  private pending = "";
+
+  constructor(
+    private readonly sink: (text: string) => void,
+    private readonly limit: number,
+  ) {}
+
+  add(line: string): void {
+    this.pending += line;
+    if (this.pending.length >= this.limit) this.flush();
+  }
+
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const text = this.pending;
+    this.pending = "";
+    this.sink(text);
+  }
+}
+
 /**
- * JSON lines through pino (asynchronous writes, so logging a request costs little on the hot
- * path). `destination` is a file path or a file descriptor (1: stdout).
+ * JSON lines, written asynchronously. Access records are serialized by `accessLine` and written
+ * in batches of about 16 KiB, flushed at least every 200 ms so a quiet sidecar's log still says
+ * what just happened; operational messages go through pino to the same stream, after the
+ * access lines before them. `destination` is a file path or a file descriptor (1: stdout).
  */
 export function jsonAccessLog(destination: string | number = 1): AccessLog {
-  // Lines are gathered into 4 KiB writes (a write per line costs more than the line), and
-  // flushed at least every 200 ms so a quiet sidecar's log still says what just happened.
-  const stream = pino.destination({ dest: destination, sync: false, minLength: 4096 });
-  setInterval(() => {
-    try {
-      stream.flush();
-    } catch {
-      // a flush already in progress
-    }
-  }, 200).unref();
+  // The batches are big enough to write at once (minLength 1); a minLength of 0 would also make
+  // SonicBoom's flush() return before the writes in flight have finished.
+  const stream = pino.destination({ dest: destination, sync: typeof destination === "string", minLength: 1 });
+  const batch = new LineBatch((text) => stream.write(text), 16 * 1024);
+  setInterval(() => batch.flush(), 200).unref();
   const logger = pino(
     {
       base: null,
@@ -58,17 +78,26 @@ export function jsonAccessLog(destination: string | number = 1): AccessLog {
     },
     stream,
   );
-  process.once("exit", () => stream.flushSync());
-  // A child logger carries `type` in its bindings: no copy of every record on the request path.
-  const access = logger.child({ type: "access" });
+  process.once("exit", () => {
+    batch.flush();
+    stream.flushSync();
+  });
   return {
-    write: (record) => access.info(record),
-    info: (message, fields) => logger.info(fields ?? {}, message),
-    warn: (message, fields) => logger.warn(fields ?? {}, message),
-    flush: () =>
-      new Promise((resolve) => {
+    write: (record) => batch.add(accessLine(record, isoNow())),
+    info: (message, fields) => {
+      batch.flush();
+      logger.info(fields ?? {}, message);
+    },
+    warn: (message, fields) => {
+      batch.flush();
+      logger.warn(fields ?? {}, message);
+    },
+    flush: () => {
+      batch.flush();
+      return new Promise((resolve) => {
         stream.flush(() => resolve());
-      }),
+      });
+    },
   };
 }
 

@@ -1,7 +1,7 @@
 import net from "node:net";
 import type { AccessRecord } from "./access-log.js";
 import { HttpHeadError } from "./http1/errors.js";
-import { rewriteHead, simpleResponse } from "./http1/head-rewrite.js";
+import { HeaderLines, rewriteHead, simpleResponse } from "./http1/head-rewrite.js";
 import { type ParseEvent, type RequestHead, RequestParser } from "./http1/request-parser.js";
 import { ResponseFramer } from "./http1/response-framer.js";
 import type { InboundConnection } from "./inbound.js";
@@ -17,9 +17,14 @@ export function serveHttp1(conn: InboundConnection): void {
   new Http1Session(conn).start();
 }
 
+/** A request sent to the app and not yet answered: what its access-log line will say. */
 interface Pending {
-  readonly record: Omit<AccessRecord, "outcome">;
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  /** The deciding policy (`ns/name`), "" when a default decided. */
   readonly policy: string;
+  readonly rule: number | undefined;
   readonly started: number;
 }
 
@@ -58,6 +63,8 @@ class Http1Session {
   private tunnel = false;
   /** Client bytes after an upgrade request, held until the app switches protocols. */
   private held: Buffer[] = [];
+  /** The headers added to every request forwarded (the connection's XFCC), checked once. */
+  private addedLines: HeaderLines | undefined;
   /** A malformed request waiting for the answers before it. */
   private parserDead: unknown;
 
@@ -115,31 +122,23 @@ class Http1Session {
   }
 
   private onHead(head: RequestHead): void {
-    const { ctx, mapping, peerAddress, peerId, peer, xfcc } = this.conn;
+    const { ctx, xfcc } = this.conn;
     const started = performance.now();
-    // The current policies: an update applies from the next request on.
-    const policy = ctx.policy() ?? this.conn.policy;
     // What the app will act on: the path and authority of the target (an absolute-form target's
     // own path, not its text), so `GET http://x/admin` is matched as `/admin`.
-    const decision = policy.authorize(peerAddress, mapping.containerPort, peerId, {
+    const decision = this.conn.authorize({
       method: head.method,
       path: head.path,
       host: head.authority ?? head.host ?? "",
       headers: headerMap(head),
     });
-    const record = {
-      direction: "inbound" as const,
-      protocol: "http" as const,
-      source: peer,
-      sourceIdentity: peerId,
-      destination: ctx.workload,
-      destinationIdentity: ctx.identity.id,
-      port: mapping.containerPort,
+    const pending: Pending = {
       method: head.method,
       path: head.path,
       authority: head.authority ?? head.host ?? "",
-      policy: decision.policy,
+      policy: decision.policy ?? "",
       rule: decision.rule,
+      started,
     };
     if (!head.keepAlive) this.closeWhenAnswered = true;
     if (!decision.allowed) {
@@ -148,10 +147,10 @@ class Http1Session {
         direction: "inbound",
         protocol: "http",
         outcome: "http-403",
-        policy: decision.policy ?? "",
+        policy: pending.policy,
         durationSeconds: (performance.now() - started) / 1000,
       });
-      ctx.log.write({ ...record, status: 403, outcome: "http-403", detail: decision.detail });
+      ctx.log.write(this.accessRecord(pending, "http-403", 403, undefined, decision.detail));
       // A client waiting for 100-continue never sends the body: the connection cannot be reused.
       const close = !head.keepAlive || head.expectContinue || head.upgrade || head.method === "CONNECT";
       this.answerLocally(simpleResponse(403, RBAC_DENIED_BODY, { close }), close);
@@ -161,8 +160,9 @@ class Http1Session {
     if (head.upgrade || head.method === "CONNECT") this.tunnel = true;
     const upstream = this.ensureUpstream();
     this.framer.expect(head.method);
-    this.inflight.push({ record, policy: decision.policy ?? "", started });
-    upstream.write(rewriteHead(head, DROP_ON_FORWARD, xfcc ? [[XFCC_HEADER, xfcc]] : []));
+    this.inflight.push(pending);
+    this.addedLines ??= new HeaderLines(xfcc ? [[XFCC_HEADER, xfcc]] : []);
+    upstream.write(rewriteHead(head, DROP_ON_FORWARD, this.addedLines));
   }
 
   private toUpstream(data: Buffer): void {
@@ -247,12 +247,9 @@ class Http1Session {
         policy: p.policy,
         durationSeconds,
       });
-      ctx.log.write({
-        ...p.record,
-        ...(status === undefined ? {} : { status }),
-        outcome: "forwarded",
-        durationMs: Math.round(durationSeconds * 1e6) / 1000,
-      });
+      ctx.log.write(
+        this.accessRecord(p, "forwarded", status, Math.round(durationSeconds * 1e6) / 1000, undefined),
+      );
     }
     if (this.framer.outstanding === 0) {
       this.partialResponse = false;
@@ -285,17 +282,41 @@ class Http1Session {
     const outcome = "upstream-unavailable";
     for (const p of this.inflight.splice(0)) {
       ctx.metrics.recordRequest({ direction: "inbound", protocol: "http", outcome, policy: p.policy });
-      ctx.log.write({
-        ...p.record,
-        status: 503,
-        outcome,
-        detail: this.upstreamEverConnected
-          ? "the app closed the connection before answering"
-          : `the app at ${this.conn.mapping.app.host}:${this.conn.mapping.app.port} refused or did not accept the connection`,
-      });
+      const detail = this.upstreamEverConnected
+        ? "the app closed the connection before answering"
+        : `the app at ${this.conn.mapping.app.host}:${this.conn.mapping.app.port} refused or did not accept the connection`;
+      ctx.log.write(this.accessRecord(p, outcome, 503, undefined, detail));
     }
     this.forwarding = false;
     this.answerLocally(simpleResponse(503, UPSTREAM_UNAVAILABLE_BODY, { close: true }), true);
+  }
+
+  private accessRecord(
+    p: Pending,
+    outcome: string,
+    status: number | undefined,
+    durationMs: number | undefined,
+    detail: string | undefined,
+  ): AccessRecord {
+    const { ctx, mapping, peer, peerId } = this.conn;
+    return {
+      direction: "inbound",
+      protocol: "http",
+      source: peer,
+      sourceIdentity: peerId,
+      destination: ctx.workload,
+      destinationIdentity: ctx.identity.id,
+      port: mapping.containerPort,
+      method: p.method,
+      path: p.path,
+      authority: p.authority,
+      status,
+      outcome,
+      policy: p.policy === "" ? undefined : p.policy,
+      rule: p.rule,
+      detail,
+      durationMs,
+    };
   }
 
   /** Sends a locally made response now, or once every forwarded request has been answered. */

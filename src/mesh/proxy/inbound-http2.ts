@@ -92,7 +92,7 @@ function onStream(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
 ): void {
-  const { ctx, mapping, peerAddress, peerId, peer, xfcc } = conn;
+  const { ctx, mapping, peerId, peer, xfcc } = conn;
   const started = performance.now();
   const method = String(headers[HTTP2_HEADER_METHOD] ?? "GET");
   const path = String(headers[HTTP2_HEADER_PATH] ?? "/");
@@ -103,8 +103,7 @@ function onStream(
     plain[name] = Array.isArray(value) ? value.join(",") : String(value);
   }
   const grpc = (plain["content-type"] ?? "").startsWith("application/grpc");
-  const policy = ctx.policy() ?? conn.policy;
-  const decision = policy.authorize(peerAddress, mapping.containerPort, peerId, {
+  const decision = conn.authorize({
     method,
     path,
     host: authority,
@@ -166,6 +165,7 @@ function onStream(
   if (xfcc) forwarded[XFCC_HEADER] = xfcc;
   // gRPC needs HTTP/2 end to end; other requests reach the app as HTTP/1.1, as Envoy does for
   // a port declared `http`.
+  const policy = ctx.policy() ?? conn.policy;
   const http2Upstream =
     grpc || portProtocol(policy.cluster, policy.pod, mapping.containerPort, true) === "grpc";
   const unavailable = () => {

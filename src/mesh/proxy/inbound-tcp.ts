@@ -6,9 +6,9 @@ import type { InboundConnection } from "./inbound.js";
  * piped to the app. A denied connection is closed, as Envoy's RBAC network filter does.
  */
 export function serveTcp(conn: InboundConnection): void {
-  const { ctx, mapping, policy, socket, peer, peerAddress, peerId } = conn;
+  const { ctx, mapping, socket, peer, peerId } = conn;
   const started = performance.now();
-  const decision = policy.authorize(peerAddress, mapping.containerPort, peerId);
+  const decision = conn.authorize();
   const record = {
     direction: "inbound" as const,
     protocol: "tcp" as const,

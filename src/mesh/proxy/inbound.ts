@@ -1,12 +1,13 @@
 import net from "node:net";
 import tls from "node:tls";
 import { parseIPv4 } from "../../kube/ip.js";
+import type { HttpRequest } from "../../policy/model.js";
 import type { HostPort, SidecarContext } from "./context.js";
 import { HandshakeFailure } from "./identity.js";
 import { serveHttp1 } from "./inbound-http1.js";
 import { serveHttp2 } from "./inbound-http2.js";
 import { serveTcp } from "./inbound-tcp.js";
-import type { WorkloadPolicy } from "./workload-policy.js";
+import type { ProxyDecision, WorkloadPolicy } from "./workload-policy.js";
 import { xfccOf } from "./xfcc.js";
 
 /** One inbound port: the container port policies name, where the sidecar listens, and the app. */
@@ -39,6 +40,27 @@ export interface InboundConnection {
   readonly xfcc: string | undefined;
   /** Bytes already read from `socket` that the handler must process first. */
   readonly first: Buffer | undefined;
+  /**
+   * Authorizes one request (HTTP) or the connection (no request) under the current policies: an
+   * update applies from the next request on.
+   */
+  readonly authorize: (http?: HttpRequest) => ProxyDecision;
+}
+
+/** InboundConnection.authorize: the engine's per-connection work redone only when the policies change. */
+function connectionAuthorizer(
+  conn: Pick<InboundConnection, "ctx" | "mapping" | "policy" | "peerAddress" | "peerId">,
+): (http?: HttpRequest) => ProxyDecision {
+  let policy: WorkloadPolicy | undefined;
+  let authorize: ((http?: HttpRequest) => ProxyDecision) | undefined;
+  return (http) => {
+    const current = conn.ctx.policy() ?? conn.policy;
+    if (current !== policy || authorize === undefined) {
+      policy = current;
+      authorize = current.connectionAuthorizer(conn.peerAddress, conn.mapping.containerPort, conn.peerId);
+    }
+    return authorize(http);
+  };
 }
 
 const TLS_HANDSHAKE = 0x16;
@@ -187,7 +209,13 @@ export class InboundListener {
     });
   }
 
-  private dispatch(conn: InboundConnection & { alpn?: string | false | null }): void {
+  private dispatch(
+    connection: Omit<InboundConnection, "authorize"> & { alpn?: string | false | null },
+  ): void {
+    const conn: InboundConnection & { alpn?: string | false | null } = {
+      ...connection,
+      authorize: connectionAuthorizer(connection),
+    };
     const declared = conn.policy.portProtocol(conn.mapping.containerPort);
     conn.socket.setTimeout(conn.ctx.limits.idleTimeoutMs, () => conn.socket.destroy());
     if (conn.alpn === "h2") {

@@ -102,17 +102,37 @@ export class WorkloadPolicy {
    * number). `identity` is the SPIFFE ID from the peer's verified certificate, undefined for plaintext.
    */
   authorize(ip: number, port: number, identity: string | undefined, http?: HttpRequest): ProxyDecision {
-    const steps = this.compiled.mesh.decide({
+    return this.connectionAuthorizer(ip, port, identity)(http);
+  }
+
+  /**
+   * authorize() for every request of one connection: what the connection fixes (peer, port,
+   * admission) is worked out once, so a request costs only its own matching.
+   */
+  connectionAuthorizer(
+    ip: number,
+    port: number,
+    identity: string | undefined,
+  ): (http?: HttpRequest) => ProxyDecision {
+    const decide = this.compiled.mesh.connectionDecider({
       src: { kind: "ip", ip },
       dst: { kind: "pod", pod: this.pod },
       protocol: "TCP",
       port,
       ...(identity === undefined ? {} : { identity }),
-      ...(http ? { http } : {}),
     });
-    // The sidecar admitted the connection itself (it saw the handshake); authorization decides now.
-    const denial = steps.find((s) => !s.allowed);
-    return decisionOf(denial ?? steps.at(-1));
+    // Steps that do not depend on the request come back as the same array: decided once.
+    let lastSteps: TraceStep[] | undefined;
+    let lastDecision: ProxyDecision | undefined;
+    return (http) => {
+      const steps = decide(http);
+      if (steps === lastSteps && lastDecision) return lastDecision;
+      // The sidecar admitted the connection itself (it saw the handshake); authorization decides now.
+      const decision = decisionOf(steps.find((s) => !s.allowed) ?? steps.at(-1));
+      lastSteps = steps;
+      lastDecision = decision;
+      return decision;
+    };
   }
 
   /**

@@ -1,9 +1,10 @@
 import { formatIPv4 } from "../../kube/ip.js";
 import type { Cluster, Pod } from "../../kube/objects.js";
 import { targetPortOn } from "../../kube/services.js";
-import type { Endpoint, Flow, TraceStep } from "../model.js";
+import type { Endpoint, Flow, HttpRequest, TraceStep } from "../model.js";
 import type { CompiledAuthz } from "./authz/compiled.js";
-import { parsePrefix } from "./authz/match.js";
+import { normalizePath, parsePrefix, type RequestFacts, requestFacts } from "./authz/match.js";
+import type { AuthzDecision } from "./authz/reference.js";
 import { sidecarInjected } from "./membership.js";
 import { type MeshConfig, type MeshRequest, type MeshTarget, principalOf, workloadSpiffeId } from "./mesh.js";
 import type { CompiledPeerAuthn } from "./peerauthn.js";
@@ -270,8 +271,8 @@ export class IstioMesh {
   private readonly connections = new Map<string, MeshSummary>();
 
   /** Whether the destination port speaks gRPC (its refusals are gRPC PermissionDenied). */
-  private isGrpc(dst: Pod, port: number, request: MeshRequest): boolean {
-    const contentType = request.headers?.["content-type"] ?? "";
+  private isGrpc(dst: Pod, port: number, headers: MeshRequest["headers"]): boolean {
+    const contentType = headers?.["content-type"] ?? "";
     return (
       portProtocol(this.cluster, dst, port, true) === "grpc" || contentType.startsWith("application/grpc")
     );
@@ -288,9 +289,48 @@ export class IstioMesh {
   #active: boolean | undefined;
 
   decide(flow: Flow): TraceStep[] {
+    return this.connectionDecider(flow)(flow.http);
+  }
+
+  /**
+   * decide() for the requests of one connection, as a sidecar asks it: what the connection fixes
+   * (the peer, the port, the target, the mTLS admission, the request facts but the HTTP fields) is
+   * worked out once, and each call adds only its request's. `decider(http)` returns what
+   * `decide({ ...flow, http })` returns (shared between calls: not to be modified); `flow.http` is ignored.
+   */
+  connectionDecider(flow: Flow): (http: HttpRequest | undefined) => TraceStep[] {
+    const fixed = this.fixedSteps(flow);
+    if (fixed) return () => fixed;
+    const dst = (flow.dst as { pod: Pod }).pod;
+    const target = this.targetOf(dst);
+    // An undeclared port's protocol follows the request: one connection part with an HTTP
+    // request, one without, each built when first asked.
+    let withHttp: ConnectionPart | undefined;
+    let opaque: ConnectionPart | undefined;
+    return (request) => {
+      if (request === undefined) {
+        opaque ??= this.connectionPart(flow, dst, target, undefined);
+        return opaque.steps ?? [];
+      }
+      withHttp ??= this.connectionPart(flow, dst, target, request);
+      const part = withHttp;
+      if (part.steps) return part.steps;
+      const facts: RequestFacts = {
+        ...part.facts,
+        method: request.method,
+        path: normalizePath(request.path, this.mesh.pathNormalization),
+        host: request.host,
+        headers: request.headers,
+      };
+      const d = this.authz.evaluateFacts(target, facts, part.extAuthz);
+      return [part.admission, this.authzStep(d, false, () => this.isGrpc(dst, flow.port, request.headers))];
+    };
+  }
+
+  /** The steps of a flow the mesh decides without looking at it: no mesh, no proxy, not TCP. */
+  private fixedSteps(flow: Flow): TraceStep[] | undefined {
     if (flow.dst.kind !== "pod" || !this.active) return [];
-    const dst = flow.dst.pod;
-    if (!this.inMesh(dst)) {
+    if (!this.inMesh(flow.dst.pod)) {
       return [
         {
           layer: PEER_AUTHN_LAYER,
@@ -310,41 +350,64 @@ export class IstioMesh {
         },
       ];
     }
-    const target = this.targetOf(dst);
-    const request = this.requestOf(flow, dst);
+    return undefined;
+  }
+
+  /**
+   * What one connection fixes, for requests with (`http` given, as a sample) or without HTTP:
+   * the admission step, and either the whole answer (refused, or opaque TCP where requests do
+   * not matter) or the facts each request completes.
+   */
+  private connectionPart(
+    flow: Flow,
+    dst: Pod,
+    target: MeshTarget,
+    http: HttpRequest | undefined,
+  ): ConnectionPart {
+    const { http: _ignored, ...connection } = flow;
+    const request = this.requestOf(http === undefined ? connection : { ...connection, http }, dst);
     const { effective, admission } = this.peerAuthn.admit(target, request);
-    const steps: TraceStep[] = [
-      {
-        layer: PEER_AUTHN_LAYER,
-        direction: "ingress",
-        allowed: admission.admitted,
-        ...(effective.policy ? { policy: effective.policy } : { default: effective.detail }),
-        ...(admission.outcome ? { outcome: admission.outcome } : {}),
-        detail: admission.detail,
-      },
-    ];
-    if (!admission.admitted) return steps;
+    const admissionStep: TraceStep = {
+      layer: PEER_AUTHN_LAYER,
+      direction: "ingress",
+      allowed: admission.admitted,
+      ...(effective.policy ? { policy: effective.policy } : { default: effective.detail }),
+      ...(admission.outcome ? { outcome: admission.outcome } : {}),
+      detail: admission.detail,
+    };
+    if (!admission.admitted) return { admission: admissionStep, steps: [admissionStep] };
     // What authorization sees of the peer is what the handshake authenticated.
     const authzRequest: MeshRequest = { ...request, principal: admission.peer };
-    const d = this.authz.evaluate(target, authzRequest);
-    steps.push({
+    const facts = requestFacts(target, authzRequest, this.mesh);
+    if (facts.tcp || http === undefined) {
+      const d = this.authz.evaluateFacts(target, facts, authzRequest.extAuthz);
+      const tcp = authzRequest.protocol === "tcp";
+      const grpc = () => this.isGrpc(dst, flow.port, authzRequest.headers);
+      return { admission: admissionStep, steps: [admissionStep, this.authzStep(d, tcp, grpc)] };
+    }
+    return { admission: admissionStep, facts, extAuthz: authzRequest.extAuthz };
+  }
+
+  private authzStep(d: AuthzDecision, tcp: boolean, grpc: () => boolean): TraceStep {
+    return {
       layer: AUTHZ_LAYER,
       direction: "ingress",
       allowed: d.allowed,
       ...(d.policy ? { policy: d.policy } : { default: d.detail }),
       ...(d.rule === undefined ? {} : { rule: d.rule }),
-      ...(d.allowed
-        ? {}
-        : {
-            outcome:
-              authzRequest.protocol === "tcp"
-                ? "tcp-closed"
-                : this.isGrpc(dst, flow.port, authzRequest)
-                  ? "grpc-permission-denied"
-                  : "http-403",
-          }),
+      ...(d.allowed ? {} : { outcome: tcp ? "tcp-closed" : grpc() ? "grpc-permission-denied" : "http-403" }),
       detail: d.detail,
-    });
-    return steps;
+    };
   }
 }
+
+/** See IstioMesh.connectionPart: the answer for every request, or the facts each request completes. */
+type ConnectionPart =
+  | { readonly admission: TraceStep; readonly steps: TraceStep[] }
+  | {
+      readonly admission: TraceStep;
+      readonly steps?: undefined;
+      /** The facts but the HTTP fields. */
+      readonly facts: RequestFacts;
+      readonly extAuthz: "allow" | "deny" | undefined;
+    };

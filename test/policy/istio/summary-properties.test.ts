@@ -329,6 +329,68 @@ describe("mesh summary = IstioMesh.decide (PeerAuthentication, then CompiledAuth
   });
 });
 
+describe("IstioMesh.connectionDecider = IstioMesh.decide", () => {
+  it("one decider per connection answers every request of it as decide does, in any order", () => {
+    let decided = 0;
+    fc.assert(
+      fc.property(
+        uniqueByName(authzArb, 5),
+        uniqueByName(peerAuthnArb, 3),
+        meshArb,
+        queryArb,
+        fc.constantFrom(undefined, "spiffe://cluster.local/ns/ns1/sa/a", "spiffe://td2/ns/ns2/sa/b"),
+        fc.array(httpArb, { minLength: 1, maxLength: 8 }),
+        (authz, peerAuthn, meshOptions, q, identity, requests) => {
+          const { cluster } = clusterFromObjects([...CLUSTER, ...authz, ...peerAuthn]);
+          const mesh = compile(cluster, new Diagnostics(), {
+            ...meshOptions,
+            rootNamespace: "istio-system",
+          }).mesh;
+          const podOf = (id: string) => cluster.pods.find((p) => `${p.namespace}/${p.name}` === id) as Pod;
+          const flow: Flow = {
+            src: q.src.includes("/")
+              ? { kind: "pod", pod: podOf(q.src) }
+              : { kind: "ip", ip: parseIPv4(q.src) as number },
+            dst: { kind: "pod", pod: podOf(q.dst) },
+            protocol: "TCP",
+            port: q.port,
+            ...(identity === undefined ? {} : { identity }),
+            // Ignored by the decider: each call brings its own request.
+            ...(q.http ? { http: q.http } : {}),
+          };
+          const decider = mesh.connectionDecider(flow);
+          for (const http of requests) {
+            const { http: _ignored, ...connection } = flow;
+            const want = mesh.decide(http === undefined ? connection : { ...connection, http });
+            const context = JSON.stringify({ q, identity, http, authz, peerAuthn, meshOptions });
+            const got = decider(http);
+            assert.deepEqual(got, want, context);
+            // And against the engine's pieces on the whole request, the obvious way.
+            const dst = podOf(q.dst);
+            if (!mesh.active || !mesh.inMesh(dst)) continue;
+            const target = mesh.targetOf(dst);
+            const request = mesh.requestOf(http === undefined ? connection : { ...connection, http }, dst);
+            const { admission } = mesh.peerAuthn.admit(target, request);
+            assert.equal(got[0]?.allowed, admission.admitted, context);
+            if (!admission.admitted) {
+              assert.equal(got.length, 1, context);
+              continue;
+            }
+            const d = mesh.authz.evaluate(target, { ...request, principal: admission.peer });
+            assert.equal(got[1]?.allowed, d.allowed, context);
+            assert.deepEqual(got[1]?.policy, d.policy, context);
+            assert.equal(got[1]?.rule, d.rule, context);
+            assert.equal(got[1]?.detail, d.detail, context);
+            decided++;
+          }
+        },
+      ),
+      { numRuns: NUM_RUNS },
+    );
+    assert.ok(decided > 0);
+  });
+});
+
 describe("HTTP requests of a peer and port = CompiledAuthz.evaluate", () => {
   const targetArb: fc.Arbitrary<MeshTarget> = fc
     .record({

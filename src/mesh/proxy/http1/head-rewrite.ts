@@ -63,9 +63,17 @@ function lowerAscii(s: string): string {
   return s;
 }
 
+/** `name: value\r\n` lines, checked once, for a caller that adds the same headers to many heads. */
+export class HeaderLines {
+  readonly bytes: Buffer;
+  constructor(fields: ReadonlyArray<readonly [string, string]>) {
+    this.bytes = Buffer.from(fieldLines(fields), "latin1");
+  }
+}
+
 /**
  * The head to send upstream: `raw` with every header named in `drop` (lower-case names)
- * removed and `add` lines inserted before the final CRLF, and the request-target replaced by
+ * removed and `add` lines (or HeaderLines made before) inserted before the final CRLF, and the request-target replaced by
  * `target` when given (absolute-form to origin-form for a forward proxy). When nothing is
  * dropped and the target stays, the result is `raw` up to its last CRLF, the added lines and
  * CRLF, concatenated (or `raw` itself when nothing is added either).
@@ -73,10 +81,17 @@ function lowerAscii(s: string): string {
 export function rewriteHead(
   head: RequestHead,
   drop: ReadonlySet<string>,
-  add: ReadonlyArray<readonly [string, string]>,
+  add: ReadonlyArray<readonly [string, string]> | HeaderLines,
   target?: string,
 ): Buffer {
-  const added = add.length === 0 ? undefined : Buffer.from(fieldLines(add), "latin1");
+  const added =
+    add instanceof HeaderLines
+      ? add.bytes.length === 0
+        ? undefined
+        : add.bytes
+      : add.length === 0
+        ? undefined
+        : Buffer.from(fieldLines(add), "latin1");
   if (target !== undefined) checkTarget(target);
   let dropping = false;
   if (drop.size > 0) {

@@ -458,9 +458,16 @@ export class CompiledAuthz {
   }
 
   evaluate(target: MeshTarget, request: MeshRequest): AuthzDecision {
+    return this.evaluateFacts(target, requestFacts(target, request, this.mesh), request.extAuthz);
+  }
+
+  /**
+   * evaluate() on a request's facts, for a caller that derives them itself (a sidecar keeps what
+   * its connection fixes and adds each request's). `extAuthz` is MeshRequest.extAuthz.
+   */
+  evaluateFacts(target: MeshTarget, f: RequestFacts, extAuthz: "allow" | "deny" | undefined): AuthzDecision {
     const mesh = this.mesh;
     const plan = this.planFor(target);
-    const f = requestFacts(target, request, mesh);
     const tcp = f.tcp;
     const first = (list: readonly CompiledEntry[]): CompiledEntry | undefined => {
       for (const e of list) if ((tcp ? e.tcp : e.http)(f)) return e;
@@ -482,7 +489,7 @@ export class CompiledAuthz {
         if (plan.customProviders.length > 1)
           return done(decisions.customMultiple(ref, custom.index, plan.customProviders));
         provider = custom.policy.provider ?? "";
-        const answer = request.extAuthz ?? mesh.extAuthz;
+        const answer = extAuthz ?? mesh.extAuthz;
         if (answer === undefined) return done(decisions.customUnknown(ref, custom.index, provider));
         if (answer === "deny") return done(decisions.customDenied(ref, custom.index, provider));
       }

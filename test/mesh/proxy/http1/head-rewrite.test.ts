@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { headerValue, rewriteHead, simpleResponse } from "../../../../src/mesh/proxy/http1/head-rewrite.js";
+import {
+  HeaderLines,
+  headerValue,
+  rewriteHead,
+  simpleResponse,
+} from "../../../../src/mesh/proxy/http1/head-rewrite.js";
 import { type RequestHead, RequestParser } from "../../../../src/mesh/proxy/http1/request-parser.js";
 import { ResponseFramer } from "../../../../src/mesh/proxy/http1/response-framer.js";
 
@@ -72,6 +77,7 @@ describe("rewriteHead", () => {
       ["X-A:", "1"],
     ] as const) {
       assert.throws(() => rewriteHead(head, new Set(), [add]), TypeError, JSON.stringify(add));
+      assert.throws(() => new HeaderLines([add]), TypeError, JSON.stringify(add));
     }
     for (const target of ["", "/a b", "/a\r\n", "/\u00e9"]) {
       assert.throws(() => rewriteHead(head, new Set(), [], target), TypeError, JSON.stringify(target));
@@ -114,6 +120,7 @@ describe("rewriteHead", () => {
           const head = headOf(`POST /orig HTTP/1.1\r\nHost: a\r\n${lines}\r\n`);
           const fast = rewriteHead(head, dropped, added, target);
           assert.deepEqual(fast, slowRewrite(head, dropped, added, target));
+          assert.deepEqual(rewriteHead(head, dropped, new HeaderLines(added), target), fast);
           const reparsed = headOf(fast.toString("latin1"));
           assert.equal(reparsed.target, target ?? "/orig");
           assert.deepEqual(reparsed.headers, [

@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import {
+  ACCESS_FIELDS,
+  accessLine,
+  accessLineReference,
+  isoNow,
+} from "../../../src/mesh/proxy/access-line.js";
+import { type AccessRecord, jsonAccessLog, LineBatch } from "../../../src/mesh/proxy/access-log.js";
+
+const NUMERIC: ReadonlySet<string> = new Set(["port", "status", "rule", "durationMs", "bytesIn", "bytesOut"]);
+
+/** Any string JSON must escape (quotes, backslashes, control characters, lone surrogates, emoji). */
+const text = fc.oneof(
+  fc.string({ unit: "grapheme" }),
+  fc.string({ unit: "binary" }),
+  fc.constantFrom('"', "\\", "\n", "\u0000", "\u2028", "\ud800", "spiffe://td/ns/a/sa/b"),
+);
+const number = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(-0, Number.NaN, Number.POSITIVE_INFINITY));
+
+const record: fc.Arbitrary<AccessRecord> = fc.record(
+  Object.fromEntries(ACCESS_FIELDS.map((key) => [key, NUMERIC.has(key) ? number : text])),
+  { requiredKeys: [] },
+) as unknown as fc.Arbitrary<AccessRecord>;
+
+describe("access-log lines", () => {
+  it("the hand-written line equals JSON.stringify of the ordered record, for any record", () => {
+    fc.assert(
+      fc.property(record, fc.date({ noInvalidDate: true }), (r, date) => {
+        const time = date.toISOString();
+        assert.equal(accessLine(r, time), accessLineReference(r, time));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("keeps every field of a full record, in a line that parses back", () => {
+    const full: Required<AccessRecord> = {
+      direction: "inbound",
+      protocol: "http",
+      source: "10.0.0.1:5000",
+      sourceIdentity: "spiffe://td/ns/a/sa/b",
+      destination: "default/httpbin",
+      destinationIdentity: "spiffe://td/ns/default/sa/httpbin",
+      port: 80,
+      method: "GET",
+      path: '/a"b\\c',
+      authority: "httpbin",
+      status: 200,
+      outcome: "forwarded",
+      policy: "default/allow",
+      rule: 0,
+      detail: "line\nbreak",
+      durationMs: 0.125,
+      bytesIn: 10,
+      bytesOut: 20,
+    };
+    const line = accessLine(full, "2026-11-27T00:00:00.000Z");
+    assert.ok(line.endsWith("}\n") && !line.slice(0, -1).includes("\n"), "one line");
+    assert.deepEqual(JSON.parse(line), {
+      level: "info",
+      time: "2026-11-27T00:00:00.000Z",
+      type: "access",
+      ...full,
+    });
+  });
+
+  it("formats the time as ISO 8601", () => {
+    assert.match(isoNow(), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+});
+
+describe("LineBatch", () => {
+  it("writes once the limit is reached, and what is left on flush, in order", () => {
+    const written: string[] = [];
+    const batch = new LineBatch((t) => written.push(t), 10);
+    batch.add("aaaa\n");
+    assert.deepEqual(written, []);
+    batch.add("bbbbbb\n");
+    assert.deepEqual(written, ["aaaa\nbbbbbb\n"]);
+    batch.add("c\n");
+    batch.flush();
+    batch.flush();
+    assert.deepEqual(written, ["aaaa\nbbbbbb\n", "c\n"]);
+  });
+});
+
+describe("jsonAccessLog", () => {
+  it("writes access lines and messages to the file in the order they happened", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tessera-access-"));
+    try {
+      const path = join(dir, "access.log");
+      const log = jsonAccessLog(path);
+      const base = {
+        direction: "inbound",
+        protocol: "http",
+        source: "127.0.0.1:1",
+        destination: "d/w",
+        port: 80,
+      } as const;
+      for (let i = 0; i < 500; i++) log.write({ ...base, path: `/${i}`, outcome: "forwarded" });
+      log.info("policies reloaded", { policies: 3 });
+      log.write({ ...base, path: "/after", outcome: "http-403" });
+      await log.flush();
+      const lines = readFileSync(path, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      assert.equal(lines.length, 502);
+      assert.deepEqual(
+        lines.slice(0, 500).map((l) => l.path),
+        Array.from({ length: 500 }, (_, i) => `/${i}`),
+      );
+      assert.equal(lines[500].msg, "policies reloaded");
+      assert.equal(lines[500].policies, 3);
+      assert.equal(lines[501].path, "/after");
+      assert.equal(lines[501].type, "access");
+      assert.equal(lines[501].level, "info");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
