@@ -4,7 +4,7 @@
  */
 import { Command } from "commander";
 import { startHttpbin } from "../mesh/local/httpbin.js";
-import { parseHostPort, run, UsageError } from "./common.js";
+import { parseHostPort, run } from "./common.js";
 
 export interface ListenAddress {
   readonly host: string;

@@ -227,7 +227,7 @@ export class InboundListener {
       return;
     }
     if (declared === "http") {
-      if (conn.first && conn.first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) serveHttp2(conn);
+      if (conn.first?.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) serveHttp2(conn);
       else serveHttp1(conn);
       return;
     }

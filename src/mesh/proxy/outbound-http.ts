@@ -55,9 +55,9 @@ export class OutboundHttpProxy {
   readonly server: net.Server;
 
   constructor(
-    private readonly ctx: SidecarContext,
+    readonly ctx: SidecarContext,
     readonly listenAt: HostPort,
-    private readonly routes: RouteTable,
+    readonly routes: RouteTable,
   ) {
     this.server = net.createServer({ noDelay: true }, (socket) =>
       new ProxySession(ctx, socket, routes).start(),

@@ -10,7 +10,6 @@ import { randomBytes } from "node:crypto";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
-import { LOCAL_MESH } from "../../../src/mesh/local/addresses.js";
 import {
   OriginalDestinationError,
   originalDestination,
