@@ -37,7 +37,21 @@ void everyFieldListed;
  * copying the record, and a loop over the field names makes every read a megamorphic lookup.
  */
 export function accessLine(r: AccessRecord, time: string): string {
-  let line = `{"level":"info","time":"${time}","type":"access"`;
+  return accessLineAfter(connectionPart(r), r, time);
+}
+
+/** The fields every record of one connection shares: the first ones of ACCESS_FIELDS. */
+export type ConnectionFields = Pick<
+  AccessRecord,
+  "direction" | "protocol" | "source" | "sourceIdentity" | "destination" | "destinationIdentity" | "port"
+>;
+
+/** What one request or connection adds to its connection's fields. */
+export type RequestFields = Omit<AccessRecord, keyof ConnectionFields>;
+
+/** The serialized connection fields (`,"direction":…`), made once per connection. */
+export function connectionPart(r: ConnectionFields): string {
+  let line = "";
   if (r.direction !== undefined) line += `,"direction":${JSON.stringify(r.direction)}`;
   if (r.protocol !== undefined) line += `,"protocol":${JSON.stringify(r.protocol)}`;
   if (r.source !== undefined) line += `,"source":${JSON.stringify(r.source)}`;
@@ -46,6 +60,12 @@ export function accessLine(r: AccessRecord, time: string): string {
   if (r.destinationIdentity !== undefined)
     line += `,"destinationIdentity":${JSON.stringify(r.destinationIdentity)}`;
   if (r.port !== undefined) line += `,"port":${jsonNumber(r.port)}`;
+  return line;
+}
+
+/** The line of a record whose connection fields were serialized by connectionPart. */
+export function accessLineAfter(connection: string, r: RequestFields, time: string): string {
+  let line = `{"level":"info","time":"${time}","type":"access"${connection}`;
   if (r.method !== undefined) line += `,"method":${JSON.stringify(r.method)}`;
   if (r.path !== undefined) line += `,"path":${JSON.stringify(r.path)}`;
   if (r.authority !== undefined) line += `,"authority":${JSON.stringify(r.authority)}`;

@@ -1,5 +1,12 @@
 import { pino } from "pino";
-import { accessLine, isoNow } from "./access-line.js";
+import {
+  accessLine,
+  accessLineAfter,
+  type ConnectionFields,
+  connectionPart,
+  isoNow,
+  type RequestFields,
+} from "./access-line.js";
 
 /** One line per HTTP request or TCP connection the sidecar handled, as Envoy's access log has. */
 export interface AccessRecord {
@@ -30,6 +37,8 @@ export interface AccessRecord {
 
 export interface AccessLog {
   write(record: AccessRecord): void;
+  /** A writer for the records of one connection, whose shared fields are serialized once. */
+  forConnection(fields: ConnectionFields): (record: RequestFields) => void;
   /** Operational messages (not per request): start, rotation, policy reloads, refusals. */
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
@@ -84,6 +93,10 @@ export function jsonAccessLog(destination: string | number = 1): AccessLog {
   });
   return {
     write: (record) => batch.add(accessLine(record, isoNow())),
+    forConnection: (fields) => {
+      const connection = connectionPart(fields);
+      return (record) => batch.add(accessLineAfter(connection, record, isoNow()));
+    },
     info: (message, fields) => {
       batch.flush();
       logger.info(fields ?? {}, message);
@@ -107,6 +120,9 @@ export class MemoryAccessLog implements AccessLog {
   readonly messages: { level: "info" | "warn"; message: string; fields?: Record<string, unknown> }[] = [];
   write(record: AccessRecord): void {
     this.records.push(record);
+  }
+  forConnection(fields: ConnectionFields): (record: RequestFields) => void {
+    return (record) => this.write({ ...fields, ...record });
   }
   info(message: string, fields?: Record<string, unknown>): void {
     this.messages.push({ level: "info", message, ...(fields ? { fields } : {}) });

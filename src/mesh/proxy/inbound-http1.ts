@@ -1,5 +1,5 @@
 import net from "node:net";
-import type { AccessRecord } from "./access-log.js";
+import type { RequestFields } from "./access-line.js";
 import { HttpHeadError } from "./http1/errors.js";
 import { HeaderLines, rewriteHead, simpleResponse } from "./http1/head-rewrite.js";
 import { type ParseEvent, type RequestHead, RequestParser } from "./http1/request-parser.js";
@@ -65,6 +65,8 @@ class Http1Session {
   private held: Buffer[] = [];
   /** The headers added to every request forwarded (the connection's XFCC), checked once. */
   private addedLines: HeaderLines | undefined;
+  /** Writes this connection's access-log lines (made at the first request). */
+  private logRequest: ((record: RequestFields) => void) | undefined;
   /** A malformed request waiting for the answers before it. */
   private parserDead: unknown;
 
@@ -150,7 +152,7 @@ class Http1Session {
         policy: pending.policy,
         durationSeconds: (performance.now() - started) / 1000,
       });
-      ctx.log.write(this.accessRecord(pending, "http-403", 403, undefined, decision.detail));
+      this.logAccess(pending, "http-403", 403, undefined, decision.detail);
       // A client waiting for 100-continue never sends the body: the connection cannot be reused.
       const close = !head.keepAlive || head.expectContinue || head.upgrade || head.method === "CONNECT";
       this.answerLocally(simpleResponse(403, RBAC_DENIED_BODY, { close }), close);
@@ -247,9 +249,7 @@ class Http1Session {
         policy: p.policy,
         durationSeconds,
       });
-      ctx.log.write(
-        this.accessRecord(p, "forwarded", status, Math.round(durationSeconds * 1e6) / 1000, undefined),
-      );
+      this.logAccess(p, "forwarded", status, Math.round(durationSeconds * 1e6) / 1000, undefined);
     }
     if (this.framer.outstanding === 0) {
       this.partialResponse = false;
@@ -285,28 +285,32 @@ class Http1Session {
       const detail = this.upstreamEverConnected
         ? "the app closed the connection before answering"
         : `the app at ${this.conn.mapping.app.host}:${this.conn.mapping.app.port} refused or did not accept the connection`;
-      ctx.log.write(this.accessRecord(p, outcome, 503, undefined, detail));
+      this.logAccess(p, outcome, 503, undefined, detail);
     }
     this.forwarding = false;
     this.answerLocally(simpleResponse(503, UPSTREAM_UNAVAILABLE_BODY, { close: true }), true);
   }
 
-  private accessRecord(
+  private logAccess(
     p: Pending,
     outcome: string,
     status: number | undefined,
     durationMs: number | undefined,
     detail: string | undefined,
-  ): AccessRecord {
-    const { ctx, mapping, peer, peerId } = this.conn;
-    return {
-      direction: "inbound",
-      protocol: "http",
-      source: peer,
-      sourceIdentity: peerId,
-      destination: ctx.workload,
-      destinationIdentity: ctx.identity.id,
-      port: mapping.containerPort,
+  ): void {
+    if (!this.logRequest) {
+      const { ctx, mapping, peer, peerId } = this.conn;
+      this.logRequest = ctx.log.forConnection({
+        direction: "inbound",
+        protocol: "http",
+        source: peer,
+        sourceIdentity: peerId,
+        destination: ctx.workload,
+        destinationIdentity: ctx.identity.id,
+        port: mapping.containerPort,
+      });
+    }
+    this.logRequest({
       method: p.method,
       path: p.path,
       authority: p.authority,
@@ -316,7 +320,7 @@ class Http1Session {
       rule: p.rule,
       detail,
       durationMs,
-    };
+    });
   }
 
   /** Sends a locally made response now, or once every forwarded request has been answered. */

@@ -104,7 +104,7 @@ describe("jsonAccessLog", () => {
       } as const;
       for (let i = 0; i < 500; i++) log.write({ ...base, path: `/${i}`, outcome: "forwarded" });
       log.info("policies reloaded", { policies: 3 });
-      log.write({ ...base, path: "/after", outcome: "http-403" });
+      log.forConnection(base)({ path: "/after", outcome: "http-403", status: 403, detail: undefined });
       await log.flush();
       const lines = readFileSync(path, "utf8")
         .trimEnd()
@@ -117,7 +117,15 @@ describe("jsonAccessLog", () => {
       );
       assert.equal(lines[500].msg, "policies reloaded");
       assert.equal(lines[500].policies, 3);
-      assert.equal(lines[501].path, "/after");
+      assert.deepEqual(lines[501], {
+        level: "info",
+        time: lines[501].time,
+        type: "access",
+        ...base,
+        path: "/after",
+        status: 403,
+        outcome: "http-403",
+      });
       assert.equal(lines[501].type, "access");
       assert.equal(lines[501].level, "info");
     } finally {
