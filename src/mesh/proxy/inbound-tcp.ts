@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { InboundConnection } from "./inbound.js";
+import { relay } from "./relay.js";
 
 /**
  * An opaque TCP port: authorized once per connection at L4 (principal, source, port), then
@@ -44,14 +45,12 @@ export function serveTcp(conn: InboundConnection): void {
     bytesIn += conn.first.length;
     app.write(conn.first);
   }
-  socket.on("data", (d: Buffer) => {
-    bytesIn += d.length;
+  relay(socket, app, (n) => {
+    bytesIn += n;
   });
-  app.on("data", (d: Buffer) => {
-    bytesOut += d.length;
+  relay(app, socket, (n) => {
+    bytesOut += n;
   });
-  socket.pipe(app);
-  app.pipe(socket);
   socket.resume();
   app.on("error", (err: NodeJS.ErrnoException) => {
     if (err.code === "ECONNREFUSED" || err.code === "ETIMEDOUT") outcome = "upstream-unavailable";

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+import { type HistogramTally, TallyHistogram } from "./tally-histogram.js";
 
 export type Direction = "inbound" | "outbound";
 export type ProxyProtocol = "http" | "tcp";
@@ -34,16 +35,22 @@ interface Increment {
   inc(value?: number): void;
 }
 
-interface Observe {
-  observe(value: number): void;
+/** A counter series counted as a plain number and handed to prom-client when scraped. */
+interface Tally<L extends string> {
+  readonly labels: Readonly<Record<L, string>>;
+  count: number;
 }
 
-/** The label-bound series one request touches, looked up once per distinct label set. */
+/** The series one request touches, looked up once per distinct label set. */
 interface RequestSeries {
-  readonly requests: Increment;
+  readonly requests: Tally<"direction" | "protocol" | "outcome" | "policy">;
   /** Absent when the outcome is not a denial. */
-  readonly denials: Increment | undefined;
+  readonly denials: Tally<"direction" | "policy"> | undefined;
 }
+
+/** requestSeries slot of a direction, protocol and denial: 8 maps, outcome then policy inside. */
+const slotOf = (direction: Direction, protocol: ProxyProtocol, denied: boolean): number =>
+  (direction === "inbound" ? 0 : 4) + (protocol === "http" ? 0 : 2) + (denied ? 1 : 0);
 
 /**
  * The sidecar's Prometheus metrics. Each instance owns its Registry, so several sidecars can live
@@ -56,28 +63,43 @@ export class ProxyMetrics {
   private readonly denials: Counter<"direction" | "policy">;
   private readonly handshakeFailures: Counter<"reason">;
   private readonly activeConnections: Gauge<"direction">;
-  private readonly durations: Histogram<"direction" | "protocol">;
+  private readonly durations: TallyHistogram;
   private readonly identityRotations: Counter;
-  // prom-client builds a label object and validates it on every `labels()` call; the hot path
-  // reuses the bound children instead.
-  private readonly requestSeries = new Map<string, RequestSeries>();
-  private readonly durationSeries = new Map<string, Observe>();
+  // prom-client builds, validates and hashes the label values on every inc() and observe(), even
+  // through a labelled child: the per-request series are plain numbers, handed over when scraped.
+  private readonly requestSeries = Array.from(
+    { length: 8 },
+    () => new Map<string, Map<string, RequestSeries>>(),
+  );
+  private readonly requestTallies: Tally<"direction" | "protocol" | "outcome" | "policy">[] = [];
+  private readonly denialSeries = new Map<string, Tally<"direction" | "policy">>();
+  private readonly durationSeries = new Map<string, HistogramTally>();
   private readonly handshakeSeries = new Map<string, Increment>();
 
   constructor(labels: { workload: string }) {
     this.registry.setDefaultLabels({ workload: labels.workload });
     const registers = [this.registry];
+    const requestTallies = this.requestTallies;
     this.requests = new Counter({
       name: "tessera_proxy_requests_total",
       help: "HTTP requests and TCP connections decided by the sidecar, by outcome and deciding policy.",
       labelNames: ["direction", "protocol", "outcome", "policy"],
       registers,
+      collect() {
+        this.reset();
+        for (const t of requestTallies) this.inc(t.labels, t.count);
+      },
     });
+    const denialTallies = this.denialSeries;
     this.denials = new Counter({
       name: "tessera_proxy_denials_total",
       help: "Requests and connections refused by policy, by deciding policy.",
       labelNames: ["direction", "policy"],
       registers,
+      collect() {
+        this.reset();
+        for (const t of denialTallies.values()) this.inc(t.labels, t.count);
+      },
     });
     this.handshakeFailures = new Counter({
       name: "tessera_proxy_handshake_failures_total",
@@ -91,13 +113,12 @@ export class ProxyMetrics {
       labelNames: ["direction"],
       registers,
     });
-    this.durations = new Histogram({
-      name: "tessera_proxy_request_duration_seconds",
-      help: "Time from a request's arrival to its completion.",
-      labelNames: ["direction", "protocol"],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
+    this.durations = new TallyHistogram(
+      "tessera_proxy_request_duration_seconds",
+      "Time from a request's arrival to its completion.",
+      DURATION_BUCKETS,
+      this.registry,
+    );
     this.identityRotations = new Counter({
       name: "tessera_proxy_identity_rotations_total",
       help: "Times the sidecar's X.509-SVID was replaced by a newer one.",
@@ -111,21 +132,54 @@ export class ProxyMetrics {
   recordRequest(r: RequestRecord): void {
     const policy = r.policy ?? "";
     const denied = r.denied ?? DENIAL_OUTCOMES.has(r.outcome);
-    // The outcome's length makes the key unambiguous whatever characters outcome and policy hold.
-    const key = `${r.direction} ${r.protocol} ${denied ? 1 : 0} ${r.outcome.length} ${r.outcome} ${policy}`;
-    let series = this.requestSeries.get(key);
+    const slot = this.requestSeries[slotOf(r.direction, r.protocol, denied)] as Map<
+      string,
+      Map<string, RequestSeries>
+    >;
+    let byPolicy = slot.get(r.outcome);
+    if (byPolicy === undefined) {
+      byPolicy = new Map();
+      slot.set(r.outcome, byPolicy);
+    }
+    let series = byPolicy.get(policy);
     if (series === undefined) {
       series = {
-        requests: this.requests.labels(r.direction, r.protocol, r.outcome, policy),
-        denials: denied ? this.denials.labels(r.direction, policy) : undefined,
+        requests: this.requestTally(r, policy),
+        denials: denied ? this.denialTally(r, policy) : undefined,
       };
-      this.requestSeries.set(key, series);
+      byPolicy.set(policy, series);
     }
-    series.requests.inc();
-    series.denials?.inc();
+    series.requests.count++;
+    if (series.denials) series.denials.count++;
     if (r.durationSeconds !== undefined && Number.isFinite(r.durationSeconds) && r.durationSeconds >= 0) {
       this.durationOf(r.direction, r.protocol).observe(r.durationSeconds);
     }
+  }
+
+  private requestTally(r: RequestRecord, policy: string): RequestSeries["requests"] {
+    // The same labels can come from two slots (a caller that overrides `denied`): one series.
+    const labels = { direction: r.direction, protocol: r.protocol, outcome: r.outcome, policy };
+    const known = this.requestTallies.find(
+      (t) =>
+        t.labels.direction === labels.direction &&
+        t.labels.protocol === labels.protocol &&
+        t.labels.outcome === labels.outcome &&
+        t.labels.policy === labels.policy,
+    );
+    if (known) return known;
+    const tally = { labels, count: 0 };
+    this.requestTallies.push(tally);
+    return tally;
+  }
+
+  private denialTally(r: RequestRecord, policy: string): Tally<"direction" | "policy"> {
+    const key = `${r.direction} ${policy}`;
+    let tally = this.denialSeries.get(key);
+    if (tally === undefined) {
+      tally = { labels: { direction: r.direction, policy }, count: 0 };
+      this.denialSeries.set(key, tally);
+    }
+    return tally;
   }
 
   recordHandshakeFailure(reason: string): void {
@@ -158,11 +212,11 @@ export class ProxyMetrics {
     return this.registry.contentType;
   }
 
-  private durationOf(direction: Direction, protocol: ProxyProtocol): Observe {
+  private durationOf(direction: Direction, protocol: ProxyProtocol): HistogramTally {
     const key = `${direction} ${protocol}`;
     let series = this.durationSeries.get(key);
     if (series === undefined) {
-      series = this.durations.labels(direction, protocol);
+      series = this.durations.tally({ direction, protocol });
       this.durationSeries.set(key, series);
     }
     return series;

@@ -3,6 +3,7 @@ import type { AccessRecord } from "./access-log.js";
 import type { HostPort, SidecarContext } from "./context.js";
 import { DialError, dialDestination, type RouteTable } from "./dial.js";
 import { simpleResponse } from "./http1/head-rewrite.js";
+import { relay } from "./relay.js";
 import type { OutboundDestination } from "./workload-policy.js";
 
 /** How the app's connection reached the sidecar, which says where it was going. */
@@ -96,14 +97,12 @@ export class OutboundTcpListener {
       (upstream) => {
         let bytesOut = 0;
         let bytesIn = 0;
-        app.on("data", (d: Buffer) => {
-          bytesOut += d.length;
+        relay(app, upstream, (n) => {
+          bytesOut += n;
         });
-        upstream.on("data", (d: Buffer) => {
-          bytesIn += d.length;
+        relay(upstream, app, (n) => {
+          bytesIn += n;
         });
-        app.pipe(upstream);
-        upstream.pipe(app);
         app.resume();
         upstream.on("error", () => app.destroy());
         upstream.on("close", () => app.destroy());
