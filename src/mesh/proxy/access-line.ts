@@ -80,9 +80,23 @@ export function accessLineAfter(connection: string, r: RequestFields, time: stri
   return `${line}}\n`;
 }
 
-/** Non-finite numbers are not JSON; JSON.stringify writes them as null, and so does this. */
-function jsonNumber(n: number): string {
-  return Number.isFinite(n) ? String(n) : "null";
+/**
+ * A number as JSON.stringify writes it (non-finite ones as null). Integers and whole thousandths
+ * (durations in milliseconds to the microsecond: 0.321) are spelled from integers, several times
+ * faster than the general double-to-text conversion.
+ */
+export function jsonNumber(n: number): string {
+  if (Number.isInteger(n)) return String(n);
+  if (!Number.isFinite(n)) return "null";
+  const thousandths = Math.round(n * 1000);
+  // Below 1e12 two multiples of 0.001 never round to the same double, so the decimal spelled here
+  // is the shortest one that reads back as n: the one String(n) chooses.
+  if (thousandths / 1000 !== n || Math.abs(thousandths) >= 1e15) return String(n);
+  const magnitude = Math.abs(thousandths);
+  const whole = Math.floor(magnitude / 1000);
+  let fraction = String(magnitude - whole * 1000).padStart(3, "0");
+  while (fraction.endsWith("0")) fraction = fraction.slice(0, -1);
+  return `${thousandths < 0 ? "-" : ""}${whole}.${fraction}`;
 }
 
 /** The same line the obvious way, to compare the fast one with. */

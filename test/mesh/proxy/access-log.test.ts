@@ -9,6 +9,7 @@ import {
   accessLine,
   accessLineReference,
   isoNow,
+  jsonNumber,
 } from "../../../src/mesh/proxy/access-line.js";
 import { type AccessRecord, jsonAccessLog, LineBatch } from "../../../src/mesh/proxy/access-log.js";
 
@@ -67,6 +68,21 @@ describe("access-log lines", () => {
       type: "access",
       ...full,
     });
+  });
+
+  it("spells numbers as JSON.stringify does, durations in thousandths included (property)", () => {
+    const thousandths = fc
+      .oneof(fc.integer({ min: -2e6, max: 2e6 }), fc.integer({ min: -2e15, max: 2e15 }))
+      .map((k) => k / 1000);
+    fc.assert(
+      fc.property(fc.oneof(thousandths, fc.double(), fc.integer()), (n) => {
+        assert.equal(jsonNumber(n), JSON.stringify(n));
+      }),
+      { numRuns: 20000 },
+    );
+    for (const n of [0.1, 0.12, 0.123, 1.5, -0.001, 999999999999.999, 1e12 + 0.5, -0, 1e21, Number.NaN]) {
+      assert.equal(jsonNumber(n), JSON.stringify(n), String(n));
+    }
   });
 
   it("formats the time as ISO 8601", () => {
