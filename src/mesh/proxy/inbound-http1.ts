@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { RequestFields } from "./access-line.js";
+import { appReads } from "./app-read.js";
 import { HttpHeadError } from "./http1/errors.js";
 import { HeaderLines, rewriteHead, simpleResponse } from "./http1/head-rewrite.js";
 import { type ParseEvent, type RequestHead, RequestParser } from "./http1/request-parser.js";
@@ -181,7 +182,14 @@ class Http1Session {
   private ensureUpstream(): net.Socket {
     if (this.upstream && !this.upstream.destroyed) return this.upstream;
     const { app } = this.conn.mapping;
-    const upstream = net.connect({ host: app.host, port: app.port, noDelay: true });
+    const upstream: net.Socket = net.connect({
+      host: app.host,
+      port: app.port,
+      noDelay: true,
+      onread: appReads((chunk) => {
+        if (this.upstream === upstream) this.onUpstreamData(chunk);
+      }),
+    });
     this.upstream = upstream;
     this.framer = new ResponseFramer();
     this.upstreamEverConnected = false;
@@ -193,7 +201,6 @@ class Http1Session {
       clearTimeout(timer);
       this.upstreamEverConnected = true;
     });
-    upstream.on("data", (chunk: Buffer) => this.onUpstreamData(chunk));
     upstream.on("error", () => undefined);
     upstream.on("close", () => {
       clearTimeout(timer);

@@ -1,4 +1,5 @@
 import net from "node:net";
+import { appReads } from "./app-read.js";
 import type { InboundConnection } from "./inbound.js";
 import { relay } from "./relay.js";
 
@@ -35,7 +36,18 @@ export function serveTcp(conn: InboundConnection): void {
   let bytesIn = 0;
   let bytesOut = 0;
   let outcome = "forwarded";
-  const app = net.connect({ host: mapping.app.host, port: mapping.app.port, noDelay: true });
+  const app: net.Socket = net.connect({
+    host: mapping.app.host,
+    port: mapping.app.port,
+    noDelay: true,
+    onread: appReads((chunk) => {
+      bytesOut += chunk.length;
+      if (!socket.write(chunk)) {
+        app.pause();
+        socket.once("drain", () => app.resume());
+      }
+    }),
+  });
   const connectTimer = setTimeout(() => {
     outcome = "upstream-unavailable";
     app.destroy();
@@ -48,9 +60,7 @@ export function serveTcp(conn: InboundConnection): void {
   relay(socket, app, (n) => {
     bytesIn += n;
   });
-  relay(app, socket, (n) => {
-    bytesOut += n;
-  });
+  app.once("end", () => socket.end());
   socket.resume();
   app.on("error", (err: NodeJS.ErrnoException) => {
     if (err.code === "ECONNREFUSED" || err.code === "ETIMEDOUT") outcome = "upstream-unavailable";
