@@ -68,16 +68,19 @@ export class LineBatch {
 }
 
 /**
- * JSON lines, written asynchronously. Access records are serialized by `accessLine` and written
- * in batches of about 16 KiB, flushed at least every 200 ms so a quiet sidecar's log still says
- * what just happened; operational messages go through pino to the same stream, after the
- * access lines before them. `destination` is a file path or a file descriptor (1: stdout).
+ * JSON lines. Access records are serialized by `accessLine` and written in batches of about
+ * 64 KiB (a write per line costs more than the line), flushed at least every 200 ms so a quiet
+ * sidecar's log still says what just happened; operational messages go through pino to the same
+ * stream, after the access lines before them. `destination` is a file path or a file descriptor
+ * (1: stdout). A file is written synchronously: one write into the page cache per batch costs less
+ * than handing each batch to the thread pool; a descriptor (a pipe, a terminal) is written
+ * asynchronously, so a slow reader never stalls the proxy.
  */
 export function jsonAccessLog(destination: string | number = 1): AccessLog {
-  // The batches are big enough to write at once (minLength 1); a minLength of 0 would also make
-  // SonicBoom's flush() return before the writes in flight have finished.
+  // minLength 1: a batch is written as soon as it is handed over, and flush() waits for the
+  // writes in flight (with 0, SonicBoom's flush() returns before they have finished).
   const stream = pino.destination({ dest: destination, sync: typeof destination === "string", minLength: 1 });
-  const batch = new LineBatch((text) => stream.write(text), 16 * 1024);
+  const batch = new LineBatch((text) => stream.write(text), 64 * 1024);
   setInterval(() => batch.flush(), 200).unref();
   const logger = pino(
     {
