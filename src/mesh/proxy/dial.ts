@@ -1,12 +1,21 @@
 import net from "node:net";
 import tls from "node:tls";
 import { peerChain } from "../../spiffe/tls.js";
+import { appReads } from "./app-read.js";
 import type { HostPort, SidecarContext } from "./context.js";
 import { HandshakeFailure } from "./identity.js";
 import type { OutboundDestination } from "./workload-policy.js";
 
 /** Where a Service is reached when its pods have no addresses in the manifests (bare metal). */
 export type RouteTable = ReadonlyMap<string, HostPort>;
+
+/**
+ * Where a dialed connection's bytes go instead of 'data' events (see dialDestination), for a
+ * relay: the connection is half-open capable then (its end of input does not end its output).
+ */
+export interface DialReads {
+  onData(chunk: Buffer, socket: net.Socket): void;
+}
 
 export class DialError extends Error {
   constructor(
@@ -28,6 +37,7 @@ export function dialDestination(
   ctx: SidecarContext,
   destination: OutboundDestination,
   routes: RouteTable,
+  reads?: DialReads,
 ): Promise<net.Socket> {
   const target = routes.get(destination.name) ?? destination.dial;
   if (!target) {
@@ -39,9 +49,29 @@ export function dialDestination(
     );
   }
   const timeoutMs = ctx.limits.connectTimeoutMs;
+  // With `reads`, the destination's bytes are read into a shared area and handed over as copies;
+  // those that come before the server's identity was checked wait for it (and die with a refusal).
+  let accepted: net.Socket | undefined;
+  const early: Buffer[] = [];
+  const onread = reads
+    ? appReads((chunk) => {
+        if (accepted) reads.onData(chunk, accepted);
+        else early.push(chunk);
+      })
+    : undefined;
+  const accept = (socket: net.Socket): net.Socket => {
+    accepted = socket;
+    for (const chunk of early.splice(0)) reads?.onData(chunk, socket);
+    return socket;
+  };
   if (destination.plaintext || destination.expectedId === undefined) {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+      const socket = net.connect({
+        host: target.host,
+        port: target.port,
+        noDelay: true,
+        ...(onread ? { onread, allowHalfOpen: true } : {}),
+      });
       const timer = setTimeout(
         () => socket.destroy(new Error(`no connection within ${timeoutMs} ms`)),
         timeoutMs,
@@ -49,7 +79,7 @@ export function dialDestination(
       socket.once("connect", () => {
         clearTimeout(timer);
         socket.off("error", onError);
-        resolve(socket);
+        resolve(accept(socket));
       });
       const onError = (err: Error) => {
         clearTimeout(timer);
@@ -79,6 +109,7 @@ export function dialDestination(
       // The SPIFFE check (per trust domain, then the exact ID) is ours, before any data is sent.
       rejectUnauthorized: false,
       ALPNProtocols: ["http/1.1"],
+      ...(onread ? { onread, allowHalfOpen: true } : {}),
     });
     socket.setNoDelay(true);
     const timer = setTimeout(
@@ -124,7 +155,7 @@ export function dialDestination(
         return;
       }
       socket.removeAllListeners("error");
-      resolve(socket);
+      resolve(accept(socket));
     });
   });
 }

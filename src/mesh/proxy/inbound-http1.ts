@@ -80,6 +80,8 @@ class Http1Session {
 
   start(): void {
     const { socket } = this.conn;
+    // A client that half-closes after its requests still gets their answers (see "end" below).
+    socket.allowHalfOpen = true;
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", () => this.shutdown());
     socket.on("close", () => this.shutdown());

@@ -1,7 +1,7 @@
 import net from "node:net";
 import { appReads } from "./app-read.js";
 import type { InboundConnection } from "./inbound.js";
-import { relay } from "./relay.js";
+import { forward, relay } from "./relay.js";
 
 /**
  * An opaque TCP port: authorized once per connection at L4 (principal, source, port), then
@@ -36,16 +36,17 @@ export function serveTcp(conn: InboundConnection): void {
   let bytesIn = 0;
   let bytesOut = 0;
   let outcome = "forwarded";
+  // Each direction ends on its own (a client that has said everything may still be reading):
+  // a FIN is passed on, not answered with one.
+  socket.allowHalfOpen = true;
   const app: net.Socket = net.connect({
     host: mapping.app.host,
     port: mapping.app.port,
     noDelay: true,
+    allowHalfOpen: true,
     onread: appReads((chunk) => {
       bytesOut += chunk.length;
-      if (!socket.write(chunk)) {
-        app.pause();
-        socket.once("drain", () => app.resume());
-      }
+      forward(chunk, app, socket);
     }),
   });
   const connectTimer = setTimeout(() => {

@@ -3,7 +3,7 @@ import type { AccessRecord } from "./access-log.js";
 import type { HostPort, SidecarContext } from "./context.js";
 import { DialError, dialDestination, type RouteTable } from "./dial.js";
 import { simpleResponse } from "./http1/head-rewrite.js";
-import { relay } from "./relay.js";
+import { forward, relay } from "./relay.js";
 import type { OutboundDestination } from "./workload-policy.js";
 
 /** How the app's connection reached the sidecar, which says where it was going. */
@@ -29,7 +29,10 @@ export class OutboundTcpListener {
     readonly target: OutboundTarget,
     private readonly routes: RouteTable,
   ) {
-    this.server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
+    // allowHalfOpen: each direction ends on its own; the relay passes a FIN on.
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true }, (socket) =>
+      this.accept(socket),
+    );
     this.server.maxConnections = ctx.limits.maxConnections;
   }
 
@@ -93,16 +96,20 @@ export class OutboundTcpListener {
     const started = performance.now();
     ctx.metrics.connectionOpened("outbound");
     app.once("close", () => ctx.metrics.connectionClosed("outbound"));
-    dialDestination(ctx, destination, this.routes).then(
+    let bytesOut = 0;
+    let bytesIn = 0;
+    const reads = {
+      onData: (chunk: Buffer, upstream: net.Socket) => {
+        bytesIn += chunk.length;
+        forward(chunk, upstream, app);
+      },
+    };
+    dialDestination(ctx, destination, this.routes, reads).then(
       (upstream) => {
-        let bytesOut = 0;
-        let bytesIn = 0;
         relay(app, upstream, (n) => {
           bytesOut += n;
         });
-        relay(upstream, app, (n) => {
-          bytesIn += n;
-        });
+        upstream.once("end", () => app.end());
         app.resume();
         upstream.on("error", () => app.destroy());
         upstream.on("close", () => app.destroy());

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import http from "node:http";
 import http2 from "node:http2";
 import type net from "node:net";
+import { connect as netConnect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import {
   ALLOW_SLEEP_GET,
@@ -115,6 +117,53 @@ describe("sidecar pair: mTLS, identities and the engine's decisions", () => {
     const rec = mesh.serverLog.records.filter((r) => r.protocol === "tcp").at(-1);
     assert.equal(rec?.outcome, "tcp-closed");
     mesh.setPolicies(STRICT);
+  });
+
+  it("relays a protocol whose server speaks first, and megabytes both ways intact", async () => {
+    const banner = (s: net.Socket) => s.write("220 ready\n");
+    mesh.echo.server.prependListener("connection", banner);
+    try {
+      const socket = netConnect({ host: "127.0.0.1", port: mesh.tcpPort });
+      const first = await new Promise<string>((resolve, reject) => {
+        socket.once("data", (d: Buffer) => resolve(d.toString("latin1")));
+        socket.once("error", reject);
+      });
+      assert.equal(first, "220 ready\n", "the banner arrives before the client sends anything");
+      // 4 MiB each way through both sidecars: backpressure and the shared read area must not mix bytes up.
+      const payload = randomBytes(4 * 1024 * 1024);
+      const received: Buffer[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        socket.on("data", (d: Buffer) => received.push(d));
+        socket.once("end", () => resolve());
+        socket.once("error", reject);
+      });
+      socket.end(payload);
+      await done;
+      const echoed = Buffer.concat(received);
+      assert.equal(echoed.length, payload.length);
+      assert.ok(echoed.equals(payload), "the echo is byte for byte what was sent");
+      socket.destroy();
+    } finally {
+      mesh.echo.server.off("connection", banner);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const out = mesh.clientLog.records.filter((r) => r.direction === "outbound" && r.port === 9000).at(-1);
+    assert.equal(out?.bytesIn, 4 * 1024 * 1024 + "220 ready\n".length);
+    assert.equal(out?.bytesOut, 4 * 1024 * 1024);
+  });
+
+  it("answers a request whose client half-closed right after sending it", async () => {
+    const socket = netConnect({ host: "127.0.0.1", port: mesh.httpPort });
+    const chunks: Buffer[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      socket.on("data", (d: Buffer) => chunks.push(d));
+      socket.once("end", () => resolve());
+      socket.once("error", reject);
+    });
+    socket.end("GET /half HTTP/1.1\r\nHost: httpbin\r\n\r\n");
+    await done;
+    assert.match(Buffer.concat(chunks).toString("latin1"), /^HTTP\/1\.1 200 /);
+    socket.destroy();
   });
 
   it("answers 503 when the app is down, without hanging", async () => {
