@@ -205,7 +205,7 @@ export class ResponseFramer {
     const untilClose = this.state === State.UntilClose;
     this.state = State.Closed;
     if (!untilClose) return 0;
-    this.answered++;
+    this.answeredOne();
     return 1;
   }
 
@@ -268,7 +268,7 @@ export class ResponseFramer {
     if (status < 200 && status !== 101) return 0;
     const method = this.methods[this.answered];
     if (status === 101 || (method === "CONNECT" && status < 300)) {
-      this.answered++;
+      this.answeredOne();
       this.state = State.Switched;
       return 1;
     }
@@ -291,8 +291,17 @@ export class ResponseFramer {
   }
 
   private complete(): number {
-    this.answered++;
+    this.answeredOne();
     this.state = State.Head;
     return 1;
+  }
+
+  /** Counts a final response; the methods list restarts once all are answered (it would grow with every request of a keep-alive connection). */
+  private answeredOne(): void {
+    this.answered++;
+    if (this.answered === this.methods.length) {
+      this.methods.length = 0;
+      this.answered = 0;
+    }
   }
 }

@@ -45,6 +45,19 @@ describe("ResponseFramer", () => {
     }
   });
 
+  it("keeps no per-request state once everything asked was answered (long keep-alive connections)", () => {
+    const framer = new ResponseFramer();
+    const response = Buffer.from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", "latin1");
+    for (let i = 0; i < 10_000; i++) {
+      framer.expect("GET");
+      framer.expect("GET");
+      assert.equal(framer.feed(Buffer.concat([response, response])), 2);
+    }
+    assert.equal(framer.outstanding, 0);
+    // White-box: the list of methods asked must not grow with the number of requests served.
+    assert.ok((framer as unknown as { methods: string[] }).methods.length <= 2);
+  });
+
   it("reports progress: outstanding, lastStatus", () => {
     const framer = framerFor("GET", "GET");
     assert.equal(framer.outstanding, 2);
