@@ -1,3 +1,4 @@
+import { openSync, writeSync } from "node:fs";
 import { pino } from "pino";
 import {
   accessLine,
@@ -45,42 +46,82 @@ export interface AccessLog {
   flush(): Promise<void>;
 }
 
-/** Lines gathered into one write of about `limit` characters: a write per line costs more than the line. */
+/**
+ * Lines encoded into one buffer and handed to `sink` when the next might not fit: a write per
+ * line costs more than the line, and encoding each line at once lets its string die young
+ * instead of being kept (and copied by the garbage collector) until the batch is written.
+ * `sink` must be done with the bytes when it returns: the buffer is reused.
+ */
 export class LineBatch {
-  private pending = "";
+  private readonly area: Buffer;
+  private used = 0;
 
   constructor(
-    private readonly sink: (text: string) => void,
-    private readonly limit: number,
-  ) {}
+    private readonly sink: (bytes: Buffer) => void,
+    capacity: number,
+  ) {
+    this.area = Buffer.allocUnsafe(capacity);
+  }
 
   add(line: string): void {
-    this.pending += line;
-    if (this.pending.length >= this.limit) this.flush();
+    // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+    const worst = line.length * 3;
+    if (this.used + worst > this.area.length) {
+      this.flush();
+      if (worst > this.area.length) {
+        this.sink(Buffer.from(line, "utf8"));
+        return;
+      }
+    }
+    this.used += this.area.write(line, this.used, "utf8");
   }
 
   flush(): void {
-    if (this.pending.length === 0) return;
-    const text = this.pending;
-    this.pending = "";
-    this.sink(text);
+    if (this.used === 0) return;
+    const bytes = this.area.subarray(0, this.used);
+    this.used = 0;
+    this.sink(bytes);
   }
+}
+
+/** Appends whole batches to a file; a failing write is reported once per error code, not thrown at a request. */
+function fileSink(path: string): (bytes: Buffer) => void {
+  const fd = openSync(path, "a");
+  const reported = new Set<string>();
+  return (bytes) => {
+    try {
+      let at = 0;
+      while (at < bytes.length) at += writeSync(fd, bytes, at, bytes.length - at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      if (!reported.has(code)) {
+        reported.add(code);
+        process.stderr.write(
+          `tessera: access log ${path}: ${(err as Error).message}; access lines are being lost\n`,
+        );
+      }
+    }
+  };
 }
 
 /**
  * JSON lines. Access records are serialized by `accessLine` and written in batches of about
- * 64 KiB (a write per line costs more than the line), flushed at least every 200 ms so a quiet
- * sidecar's log still says what just happened; operational messages go through pino to the same
- * stream, after the access lines before them. `destination` is a file path or a file descriptor
- * (1: stdout). A file is written synchronously: one write into the page cache per batch costs less
- * than handing each batch to the thread pool; a descriptor (a pipe, a terminal) is written
- * asynchronously, so a slow reader never stalls the proxy.
+ * 64 KiB, flushed at least every 200 ms so a quiet sidecar's log still says what just happened;
+ * operational messages go through pino to the same destination, after the access lines before
+ * them. `destination` is a file path or a file descriptor (1: stdout). A file is appended to
+ * synchronously (one write into the page cache per batch costs less than handing each batch to
+ * the thread pool; O_APPEND keeps the two writers' lines whole); a descriptor (a pipe, a terminal)
+ * is written asynchronously, so a slow reader never stalls the proxy.
  */
 export function jsonAccessLog(destination: string | number = 1): AccessLog {
-  // minLength 1: a batch is written as soon as it is handed over, and flush() waits for the
+  const toFile = typeof destination === "string";
+  // minLength 1: a write is issued as soon as it is handed over, and flush() waits for the
   // writes in flight (with 0, SonicBoom's flush() returns before they have finished).
-  const stream = pino.destination({ dest: destination, sync: typeof destination === "string", minLength: 1 });
-  const batch = new LineBatch((text) => stream.write(text), 64 * 1024);
+  const stream = pino.destination({ dest: destination, sync: toFile, minLength: 1 });
+  const batch = new LineBatch(
+    toFile ? fileSink(destination) : (bytes) => stream.write(bytes.toString("utf8")),
+    64 * 1024,
+  );
   setInterval(() => batch.flush(), 200).unref();
   const logger = pino(
     {

@@ -91,17 +91,35 @@ describe("access-log lines", () => {
 });
 
 describe("LineBatch", () => {
-  it("writes once the limit is reached, and what is left on flush, in order", () => {
+  it("hands on whole lines, in order, before the next might not fit, and what is left on flush", () => {
     const written: string[] = [];
-    const batch = new LineBatch((t) => written.push(t), 10);
+    const batch = new LineBatch((b) => written.push(b.toString("utf8")), 24);
     batch.add("aaaa\n");
     assert.deepEqual(written, []);
     batch.add("bbbbbb\n");
-    assert.deepEqual(written, ["aaaa\nbbbbbb\n"]);
+    assert.deepEqual(written, ["aaaa\n"], "5 bytes used + up to 21 for the next line > 24: the first goes");
     batch.add("c\n");
+    assert.deepEqual(written, ["aaaa\n"]);
     batch.flush();
     batch.flush();
-    assert.deepEqual(written, ["aaaa\nbbbbbb\n", "c\n"]);
+    assert.deepEqual(written, ["aaaa\n", "bbbbbb\nc\n"]);
+  });
+
+  it("keeps any text intact, lines longer than the buffer included (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: "grapheme", maxLength: 40 }), { maxLength: 30 }),
+        fc.integer({ min: 4, max: 64 }),
+        (lines, capacity) => {
+          const chunks: Buffer[] = [];
+          const batch = new LineBatch((b) => chunks.push(Buffer.from(b)), capacity);
+          for (const line of lines) batch.add(line);
+          batch.flush();
+          assert.equal(Buffer.concat(chunks).toString("utf8"), lines.join(""));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
 
