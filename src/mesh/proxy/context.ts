@@ -1,5 +1,6 @@
 import type { AccessLog } from "./access-log.js";
 import type { ProxyIdentity } from "./identity.js";
+import type { IdleSweeper } from "./idle.js";
 import type { ProxyMetrics } from "./metrics.js";
 import type { WorkloadPolicy } from "./workload-policy.js";
 
@@ -45,6 +46,8 @@ export interface SidecarContext {
   readonly metrics: ProxyMetrics;
   readonly log: AccessLog;
   readonly limits: ProxyLimits;
+  /** Closes connections idle for limits.idleTimeoutMs. */
+  readonly idle: IdleSweeper;
   /** The current policies; undefined until the first load succeeded (traffic is refused then). */
   policy(): WorkloadPolicy | undefined;
 }

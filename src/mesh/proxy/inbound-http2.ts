@@ -55,6 +55,9 @@ export function serveHttp2(conn: InboundConnection): void {
     sessions.set(session, conn);
     session.on("error", () => session.destroy());
     session.on("close", () => upstreamSessions.get(session)?.close());
+    // The session reads its socket itself (the socket's byte counts stay still): its own timer
+    // tells an idle connection, counting frames.
+    session.setTimeout(conn.ctx.limits.idleTimeoutMs, () => session.destroy());
   });
   if (conn.first) conn.socket.unshift(conn.first);
   // A server-side TLSSocket made by hand keeps `secureConnecting` after its handshake (only

@@ -217,26 +217,33 @@ export class InboundListener {
       authorize: connectionAuthorizer(connection),
     };
     const declared = conn.policy.portProtocol(conn.mapping.containerPort);
-    conn.socket.setTimeout(conn.ctx.limits.idleTimeoutMs, () => conn.socket.destroy());
+    // HTTP/2 sessions time out on their own frames (serveHttp2); the rest by their byte counts.
+    const watched = <C extends InboundConnection>(c: C): C => {
+      c.ctx.idle.watch(c.socket);
+      return c;
+    };
     if (conn.alpn === "h2") {
       serveHttp2(conn);
       return;
     }
     if (declared === "tcp") {
-      serveTcp(conn);
+      serveTcp(watched(conn));
       return;
     }
     if (declared === "http") {
       if (conn.first?.subarray(0, H2_PREFACE.length).equals(H2_PREFACE)) serveHttp2(conn);
-      else serveHttp1(conn);
+      else serveHttp1(watched(conn));
       return;
     }
-    // Undeclared: sniff the first bytes, as Istio's protocol detection does.
+    // Undeclared: sniff the first bytes, as Istio's protocol detection does. Until they come the
+    // connection is watched too (a peer that never speaks is idle).
+    conn.ctx.idle.watch(conn.socket);
     const sniff = (first: Buffer) => {
       const conn2 = { ...conn, first };
-      if (first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE.subarray(0, Math.min(first.length, 24))))
+      if (first.subarray(0, H2_PREFACE.length).equals(H2_PREFACE.subarray(0, Math.min(first.length, 24)))) {
+        conn.ctx.idle.unwatch(conn.socket);
         serveHttp2(conn2);
-      else if (HTTP1_START.test(first.subarray(0, 12).toString("latin1"))) serveHttp1(conn2);
+      } else if (HTTP1_START.test(first.subarray(0, 12).toString("latin1"))) serveHttp1(conn2);
       else serveTcp(conn2);
     };
     if (conn.first) sniff(conn.first);

@@ -98,7 +98,7 @@ class ProxySession {
   start(): void {
     this.socket.on("error", () => this.socket.destroy());
     this.socket.on("close", () => this.upstream?.socket.destroy());
-    this.socket.setTimeout(this.ctx.limits.idleTimeoutMs, () => this.socket.destroy());
+    this.ctx.idle.watch(this.socket);
     this.socket.on("data", (chunk: Buffer) => {
       try {
         this.queue.push(...this.parser.feed(chunk));

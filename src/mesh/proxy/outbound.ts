@@ -109,6 +109,7 @@ export class OutboundTcpListener {
         relay(app, upstream, (n) => {
           bytesOut += n;
         });
+        ctx.idle.watch(app);
         upstream.once("end", () => app.end());
         app.resume();
         upstream.on("error", () => app.destroy());

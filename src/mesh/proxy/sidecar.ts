@@ -5,6 +5,7 @@ import type { AccessLog } from "./access-log.js";
 import { DEFAULT_LIMITS, type HostPort, type ProxyLimits, type SidecarContext } from "./context.js";
 import type { RouteTable } from "./dial.js";
 import { ProxyIdentity } from "./identity.js";
+import { IdleSweeper } from "./idle.js";
 import { InboundListener, type InboundMapping } from "./inbound.js";
 import { ProxyMetrics } from "./metrics.js";
 import { type OutboundTarget, OutboundTcpListener } from "./outbound.js";
@@ -61,6 +62,7 @@ export class Sidecar {
       metrics: this.metrics,
       log: options.log,
       limits,
+      idle: new IdleSweeper(limits.idleTimeoutMs),
       policy: () => options.policies.current,
     };
     this.inbound = options.inbound.map((m) => new InboundListener(this.ctx, m));
@@ -157,6 +159,7 @@ export class Sidecar {
     this.options.policies.close();
     await Promise.all([...this.inbound, ...this.outbound].map((l) => l.close()));
     await this.status?.close();
+    this.ctx.idle.stop();
     this.identity.detach();
     await this.ownSource?.close();
     await this.options.log.flush();

@@ -214,3 +214,44 @@ describe("a sidecar fails closed until it has an identity and policies", () => {
     }
   });
 });
+
+describe("idle connections are closed, busy ones kept", () => {
+  let mesh: Mesh;
+  before(async () => {
+    mesh = await startMesh({ limits: { idleTimeoutMs: 400 } });
+  });
+  after(async () => {
+    await mesh.close();
+  });
+
+  /** Opens a connection through the pair's TCP port and says when it closed (ms after opening). */
+  function openThroughPair(): { socket: net.Socket; closedAfter: Promise<number> } {
+    const started = performance.now();
+    const socket = net.connect({ host: "127.0.0.1", port: mesh.tcpPort });
+    socket.on("data", () => undefined);
+    socket.on("error", () => undefined);
+    const closedAfter = new Promise<number>((resolve) =>
+      socket.once("close", () => resolve(performance.now() - started)),
+    );
+    return { socket, closedAfter };
+  }
+
+  it("closes a connection that carries nothing for the idle timeout, keeps one that talks", async () => {
+    const idle = openThroughPair();
+    const busy = openThroughPair();
+    let busyClosed = false;
+    void busy.closedAfter.then(() => {
+      busyClosed = true;
+    });
+    // The busy one sends a byte every 100 ms for 1.2 s: three idle timeouts.
+    for (let i = 0; i < 12; i++) {
+      busy.socket.write("x");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const idleMs = await idle.closedAfter;
+    assert.ok(idleMs >= 400 && idleMs < 1200, `the idle connection closed after ${Math.round(idleMs)} ms`);
+    assert.equal(busyClosed, false, "the busy connection is still open");
+    busy.socket.destroy();
+    await busy.closedAfter;
+  });
+});
