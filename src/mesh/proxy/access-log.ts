@@ -1,4 +1,4 @@
-import { openSync, writeSync } from "node:fs";
+import { openSync, statSync, writeSync } from "node:fs";
 import { pino } from "pino";
 import {
   accessLine,
@@ -84,14 +84,31 @@ export class LineBatch {
   }
 }
 
-/** Appends whole batches to a file; a failing write is reported once per error code, not thrown at a request. */
+/**
+ * Appends whole batches to a file. A failing write is reported once per error code, not thrown
+ * at a request; after one that stopped inside a line, the next batch starts on a new line so the
+ * cut line stays the only damaged one.
+ */
 function fileSink(path: string): (bytes: Buffer) => void {
   const fd = openSync(path, "a");
   const reported = new Set<string>();
+  let cutLine = false;
+  const writeAll = (bytes: Buffer) => {
+    let at = 0;
+    try {
+      while (at < bytes.length) at += writeSync(fd, bytes, at, bytes.length - at);
+    } catch (err) {
+      if (at > 0) cutLine = true;
+      throw err;
+    }
+  };
   return (bytes) => {
     try {
-      let at = 0;
-      while (at < bytes.length) at += writeSync(fd, bytes, at, bytes.length - at);
+      if (cutLine) {
+        writeAll(Buffer.from("\n"));
+        cutLine = false;
+      }
+      writeAll(bytes);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
       if (!reported.has(code)) {
@@ -104,22 +121,31 @@ function fileSink(path: string): (bytes: Buffer) => void {
   };
 }
 
+/** A path that is (or will be) a regular file; not a FIFO, a terminal or /dev/stdout, whose reader may be slow. */
+function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return true;
+  }
+}
+
 /**
  * JSON lines. Access records are serialized by `accessLine` and written in batches of about
  * 64 KiB, flushed at least every 200 ms so a quiet sidecar's log still says what just happened;
  * operational messages go through pino to the same destination, after the access lines before
- * them. `destination` is a file path or a file descriptor (1: stdout). A file is appended to
- * synchronously (one write into the page cache per batch costs less than handing each batch to
- * the thread pool; O_APPEND keeps the two writers' lines whole); a descriptor (a pipe, a terminal)
- * is written asynchronously, so a slow reader never stalls the proxy.
+ * them. `destination` is a file path or a file descriptor (1: stdout). A regular file is appended
+ * to synchronously (one write into the page cache per batch costs less than handing each batch to
+ * the thread pool; O_APPEND keeps the two writers' lines whole); anything else (a descriptor, a
+ * FIFO, /dev/stdout) is written asynchronously, so a slow reader never stalls the proxy.
  */
 export function jsonAccessLog(destination: string | number = 1): AccessLog {
-  const toFile = typeof destination === "string";
+  const toFile = typeof destination === "string" && isRegularFile(destination);
   // minLength 1: a write is issued as soon as it is handed over, and flush() waits for the
   // writes in flight (with 0, SonicBoom's flush() returns before they have finished).
   const stream = pino.destination({ dest: destination, sync: toFile, minLength: 1 });
   const batch = new LineBatch(
-    toFile ? fileSink(destination) : (bytes) => stream.write(bytes.toString("utf8")),
+    toFile ? fileSink(destination as string) : (bytes) => stream.write(bytes.toString("utf8")),
     64 * 1024,
   );
   setInterval(() => batch.flush(), 200).unref();

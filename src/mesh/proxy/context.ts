@@ -29,7 +29,8 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 10_000,
   handshakeTimeoutMs: 10_000,
   headTimeoutMs: 10_000,
-  idleTimeoutMs: 300_000,
+  // Envoy's default for HTTP and TCP alike: pooled database or broker connections sit idle for long.
+  idleTimeoutMs: 3_600_000,
   connectTimeoutMs: 5_000,
   maxHeadBytes: 64 * 1024,
   maxHeaders: 100,

@@ -62,6 +62,8 @@ class Http1Session {
   private closeWhenAnswered = false;
   private headTimer: NodeJS.Timeout | undefined;
   private tunnel = false;
+  /** The client's FIN came before the app switched protocols: passed on once it did. */
+  private finAfterSwitch = false;
   /** Client bytes after an upgrade request, held until the app switches protocols. */
   private held: Buffer[] = [];
   /** The headers added to every request forwarded (the connection's XFCC), checked once. */
@@ -85,12 +87,29 @@ class Http1Session {
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", () => this.shutdown());
     socket.on("close", () => this.shutdown());
-    socket.on("end", () => {
-      if (this.inflight.length === 0) socket.end();
-      else this.closeWhenAnswered = true;
-    });
+    socket.on("end", () => this.onClientEnd());
     if (this.conn.first) this.onData(this.conn.first);
     socket.resume();
+  }
+
+  /** The client sent its FIN. */
+  private onClientEnd(): void {
+    const { socket } = this.conn;
+    if (this.tunnel) {
+      // A tunnel is a TCP relay: the FIN goes on to the app (once it switched protocols), whose
+      // own end then ends the client's side.
+      if (this.framer.switched) this.upstream?.end();
+      else this.finAfterSwitch = true;
+      return;
+    }
+    if (this.forwarding) {
+      // The FIN cut a request body short: the app would wait for the rest, the client for an answer.
+      this.upstream?.destroy();
+      socket.destroy();
+      return;
+    }
+    if (this.inflight.length === 0) socket.end();
+    else this.closeWhenAnswered = true;
   }
 
   private onData(chunk: Buffer): void {
@@ -236,6 +255,10 @@ class Http1Session {
     if (this.tunnel) {
       if (this.framer.switched) {
         for (const b of this.held.splice(0)) this.toUpstream(b);
+        if (this.finAfterSwitch) {
+          this.finAfterSwitch = false;
+          this.upstream?.end();
+        }
       } else if (this.framer.outstanding === 0) {
         // The app answered the upgrade without switching: the connection cannot carry on safely.
         this.held = [];

@@ -110,7 +110,9 @@ export class OutboundTcpListener {
           bytesOut += n;
         });
         ctx.idle.watch(app);
-        upstream.once("end", () => app.end());
+        // The destination may have ended before this ran (its FIN right behind the handshake).
+        if (upstream.readableEnded) app.end();
+        else upstream.once("end", () => app.end());
         app.resume();
         upstream.on("error", () => app.destroy());
         upstream.on("close", () => app.destroy());

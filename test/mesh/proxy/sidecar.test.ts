@@ -166,6 +166,56 @@ describe("sidecar pair: mTLS, identities and the engine's decisions", () => {
     socket.destroy();
   });
 
+  it("closes both sides at once when a client's FIN cuts a request body short", {
+    timeout: 10_000,
+  }, async () => {
+    const socket = netConnect({ host: "127.0.0.1", port: mesh.httpPort });
+    socket.on("data", () => undefined);
+    const started = performance.now();
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    socket.on("error", () => undefined);
+    socket.end(`POST /upload HTTP/1.1\r\nHost: httpbin\r\nContent-Length: 100\r\n\r\n${"x".repeat(50)}`);
+    await closed;
+    assert.ok(performance.now() - started < 2000, "closed without waiting for an idle timeout");
+  });
+
+  for (const when of ["after", "before"] as const) {
+    it(`passes a tunnel's FIN on to the app (sent ${when} the 101) and brings its last words back`, {
+      timeout: 10_000,
+    }, async () => {
+      const onUpgrade = (_req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
+        const got: Buffer[] = [head];
+        socket.on("data", (d: Buffer) => got.push(d));
+        socket.on("end", () => socket.end(`echo:${Buffer.concat(got).toString("latin1")}`));
+      };
+      mesh.app.server.on("upgrade", onUpgrade);
+      try {
+        const socket = netConnect({ host: "127.0.0.1", port: mesh.httpPort });
+        let data = "";
+        const ended = new Promise<void>((resolve, reject) => {
+          socket.on("end", () => resolve());
+          socket.on("error", reject);
+        });
+        const switched = new Promise<void>((resolve) =>
+          socket.on("data", (d: Buffer) => {
+            data += d.toString("latin1");
+            if (data.includes("\r\n\r\n")) resolve();
+          }),
+        );
+        socket.write("GET /tunnel HTTP/1.1\r\nHost: httpbin\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+        if (when === "after") await switched;
+        socket.end("hello");
+        await ended;
+        assert.match(data, /^HTTP\/1\.1 101 /);
+        assert.ok(data.endsWith("echo:hello"), JSON.stringify(data));
+        socket.destroy();
+      } finally {
+        mesh.app.server.off("upgrade", onUpgrade);
+      }
+    });
+  }
+
   it("answers 503 when the app is down, without hanging", async () => {
     const port = (mesh.app.server.address() as net.AddressInfo).port;
     mesh.app.server.closeAllConnections();
