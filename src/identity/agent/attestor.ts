@@ -80,6 +80,19 @@ export function selectorKey(selectors: readonly Selector[]): string {
 }
 
 /**
+ * The entries a workload with these selectors is entitled to, in their order: those whose
+ * selectors (`type:value`) are all among the workload's (SPIRE's rule). An entry without
+ * selectors matches nothing.
+ */
+export function matchingEntries<T extends { readonly selectors: readonly string[] }>(
+  entries: readonly T[],
+  workload: readonly Selector[],
+): T[] {
+  const have = new Set(workload.map(formatSelector));
+  return entries.filter((e) => e.selectors.length > 0 && e.selectors.every((s) => have.has(s)));
+}
+
+/**
  * Runs every attestor on the process and returns the union of their selectors (deduplicated,
  * in attestor order). Any attestor's failure fails the whole attestation: a partial set of
  * selectors could match an entry meant to be narrower.

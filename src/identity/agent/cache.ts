@@ -22,9 +22,14 @@ import type { X509Bundle } from "../../spiffe/bundle/x509bundle.js";
 import { SpiffeId } from "../../spiffe/id.js";
 import { X509Svid } from "../../spiffe/x509svid.js";
 import type { JwtRequest, JwtResponse, SignRequest, SignResponse, WireEntry } from "../api.js";
-import { formatSelector, type Selector, selectorKey } from "./attestor.js";
+import { matchingEntries, type Selector, selectorKey } from "./attestor.js";
 import { newKeyAndCsr } from "./csr.js";
-import type { IdentityProvider, IssuedJwtSvid, X509Identities } from "./identity-provider.js";
+import {
+  type IdentityProvider,
+  type IssuedJwtSvid,
+  notifyListeners,
+  type X509Identities,
+} from "./identity-provider.js";
 
 export interface SvidCacheOptions {
   /** Signs workload CSRs (the Agent API's sign). */
@@ -174,7 +179,7 @@ export class SvidCache implements IdentityProvider {
     const bundle = this.x509Bundle;
     let result: X509Identities | null = null;
     if (bundle !== undefined) {
-      const svids = this.matching(selectors)
+      const svids = matchingEntries(this.entries, selectors)
         .map((e) => this.svids.get(e.wire.id)?.svid)
         .filter((s): s is X509Svid => s !== undefined);
       if (svids.length > 0) result = { svids, bundle, federated: [] };
@@ -189,7 +194,7 @@ export class SvidCache implements IdentityProvider {
     audience: readonly string[],
     spiffeId?: string,
   ): Promise<IssuedJwtSvid[]> {
-    let entries = this.matching(selectors);
+    let entries = matchingEntries(this.entries, selectors);
     if (spiffeId !== undefined) entries = entries.filter((e) => e.wire.spiffeId === spiffeId);
     const seen = new Set<string>();
     const unique = entries.filter((e) => {
@@ -229,12 +234,6 @@ export class SvidCache implements IdentityProvider {
       .join("\n");
   }
 
-  /** Entries whose selectors are all among the workload's (SPIRE's rule). */
-  private matching(selectors: readonly Selector[]): ParsedEntry[] {
-    const have = new Set(selectors.map(formatSelector));
-    return this.entries.filter((e) => e.selectors.length > 0 && e.selectors.every((s) => have.has(s)));
-  }
-
   private dropExpired(): boolean {
     const now = this.options.now();
     let dropped = false;
@@ -247,8 +246,7 @@ export class SvidCache implements IdentityProvider {
         );
       }
     }
-    const jwtNow = now;
-    for (const [k, j] of [...this.jwts]) if (j.expiresAt <= jwtNow) this.jwts.delete(k);
+    for (const [k, j] of [...this.jwts]) if (j.expiresAt <= now) this.jwts.delete(k);
     return dropped;
   }
 
@@ -372,14 +370,6 @@ export class SvidCache implements IdentityProvider {
   private publish(): void {
     this.answers.clear();
     this.generation++;
-    for (const l of [...this.listeners]) {
-      try {
-        l();
-      } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    notifyListeners(this.listeners);
   }
 }

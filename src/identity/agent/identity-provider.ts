@@ -11,7 +11,7 @@ import type { X509Bundle } from "../../spiffe/bundle/x509bundle.js";
 import { SpiffeId } from "../../spiffe/id.js";
 import { signJwtSvid } from "../../spiffe/jwtsvid.js";
 import { X509Svid } from "../../spiffe/x509svid.js";
-import { formatSelector, parseSelector, type Selector, selectorKey } from "./attestor.js";
+import { formatSelector, matchingEntries, parseSelector, type Selector, selectorKey } from "./attestor.js";
 
 /** The X.509 state of one workload: what FetchX509SVID and FetchX509Bundles send. */
 export interface X509Identities {
@@ -53,6 +53,22 @@ export interface IdentityProvider {
   onChange(listener: () => void): () => void;
 }
 
+/**
+ * Calls every listener (a snapshot: listeners may unsubscribe while called); a listener that
+ * throws does not stop the others, its error is rethrown in a microtask.
+ */
+export function notifyListeners(listeners: Iterable<() => void>): void {
+  for (const l of [...listeners]) {
+    try {
+      l();
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // An in-memory provider
 
@@ -78,7 +94,8 @@ export interface StaticIdentityProviderOptions {
 
 interface Entry {
   id: SpiffeId;
-  selectors: Selector[];
+  /** `type:value` strings. */
+  selectors: string[];
   hint: string | undefined;
   svid: X509Svid;
 }
@@ -133,10 +150,7 @@ export class StaticIdentityProvider implements IdentityProvider {
     const key = selectorKey(selectors);
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached ?? undefined;
-    const have = new Set(selectors.map(formatSelector));
-    const svids = this.entries
-      .filter((e) => e.selectors.every((s) => have.has(formatSelector(s))))
-      .map((e) => e.svid);
+    const svids = matchingEntries(this.entries, selectors).map((e) => e.svid);
     const result: X509Identities | null =
       svids.length === 0 ? null : { svids, bundle: this.bundle, federated: this.federated };
     this.cache.set(key, result);
@@ -244,15 +258,7 @@ export class StaticIdentityProvider implements IdentityProvider {
       apply();
       this.cache.clear();
       this.generation++;
-      for (const l of [...this.listeners]) {
-        try {
-          l();
-        } catch (err) {
-          queueMicrotask(() => {
-            throw err;
-          });
-        }
-      }
+      notifyListeners(this.listeners);
     });
     this.queue = run.catch(() => undefined);
     return run;
@@ -272,7 +278,9 @@ export class StaticIdentityProvider implements IdentityProvider {
 
   private async makeEntry(entry: StaticEntry): Promise<Entry> {
     const id = SpiffeId.parse(entry.spiffeId);
-    const selectors = entry.selectors.map((s) => (typeof s === "string" ? parseSelector(s) : s));
+    const selectors = entry.selectors.map((s) =>
+      formatSelector(typeof s === "string" ? parseSelector(s) : s),
+    );
     if (selectors.length === 0) throw new TypeError(`entry ${entry.spiffeId} needs at least one selector`);
     const e = { id, selectors, hint: entry.hint };
     return { ...e, svid: await this.issueFor(e) };

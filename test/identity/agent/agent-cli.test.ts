@@ -13,27 +13,10 @@ import { parseJwtSvidInsecure } from "../../../src/spiffe/jwtsvid.js";
 import { X509Svid } from "../../../src/spiffe/x509svid.js";
 import { cliPath } from "../../helpers/paths.js";
 import { until } from "../../spiffe/fake-workload-api.js";
+import { tessera } from "../run.js";
 import { FakeAgentApi, TD } from "./fake-agent-api.js";
 
 const uid = process.geteuid?.() ?? 0;
-
-function tessera(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: "" },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe("tessera agent run / svid fetch / healthcheck", () => {
   let api: FakeAgentApi;

@@ -27,6 +27,7 @@ import {
   X509Svid,
 } from "../../../src/spiffe/x509svid.js";
 import { assertReachableByOtherUids, cliPath, oracle } from "../../helpers/paths.js";
+import { type RunOptions, type RunResult, run, tessera } from "../run.js";
 
 const TD = "example.org";
 const ME = `spiffe://${TD}/me`;
@@ -34,41 +35,6 @@ const NOBODY = 65534;
 /** The X.509-SVID TTL of the workload entry: short, so rotation and expiry happen in the test. */
 const X509_TTL = 8;
 const PYTHON = "/usr/bin/python3";
-
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(
-  cmd: string,
-  args: string[],
-  options: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: "", ...options.env },
-      ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
-      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-function tessera(args: string[], options: Parameters<typeof run>[2] = {}): Promise<Result> {
-  return run(process.execPath, [cliPath, ...args], options);
-}
 
 async function ok(args: string[]): Promise<string> {
   const r = await tessera(args);
@@ -153,7 +119,7 @@ async function opensslVerify(
   ca: string,
   chain: readonly X509Certificate[],
   atMs?: number,
-): Promise<Result> {
+): Promise<RunResult> {
   const leaf = join(dir, `${name}.leaf.pem`);
   const untrusted = join(dir, `${name}.chain.pem`);
   const caFile = join(dir, `${name}.ca.pem`);
@@ -220,7 +186,7 @@ describe("identity end to end: server and agent processes", {
     TD,
   ];
 
-  async function fetchSvid(out: string, options: Parameters<typeof run>[2] = {}): Promise<Result> {
+  async function fetchSvid(out: string, options: RunOptions = {}): Promise<RunResult> {
     return tessera(["svid", "fetch", "--socket", socket, "--write", out, "--timeout", "5"], options);
   }
 

@@ -3,24 +3,14 @@
  * server runs in this process) against an in-process server.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { IdentityServer } from "../../../src/identity/server/server.js";
-import { cliPath } from "../../helpers/paths.js";
+import { tessera } from "../run.js";
 
 const TD = "cli.test";
-
-function tessera(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cliPath, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: unknown }).code as number) : 0;
-      resolve({ status: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-  });
-}
 
 describe("admin commands over the admin socket", () => {
   let dir: string;
