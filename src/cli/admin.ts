@@ -12,6 +12,7 @@ import { Command, Option } from "commander";
 import type { WireEntry } from "../identity/api.js";
 import { ADMIN_API } from "../identity/api.js";
 import { EXIT_BAD_INPUT, run, UsageError } from "./common.js";
+import { collect } from "./inspect-common.js";
 
 /** Where the server keeps its data when --data-dir is not given (also `tessera server run`'s default). */
 export const DEFAULT_SERVER_DATA_DIR = process.env.TESSERA_SERVER_DATA_DIR ?? ".tessera/server";
@@ -142,10 +143,6 @@ function intOption(name: string) {
       throw new UsageError(`${name} must be a whole number of seconds above 0, not ${JSON.stringify(v)}`);
     return Number(v);
   };
-}
-
-function collect(v: string, prev: string[] = []): string[] {
-  return [...prev, v];
 }
 
 function entryText(e: WireEntry): string {

@@ -3,12 +3,12 @@
  * Options may also come from `--config FILE` (YAML, keys in camelCase: src/cli/config-file.ts);
  * flags on the command line override it.
  */
-import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { DEFAULT_BIND, DEFAULT_TRUST_DOMAIN, IdentityServer } from "../identity/server/server.js";
 import { DEFAULT_SERVER_DATA_DIR } from "./admin.js";
 import { run, UsageError } from "./common.js";
 import { applyConfigFile, schemaOf } from "./config-file.js";
+import { readInputFile } from "./inspect-common.js";
 
 interface RunOptions {
   config?: string;
@@ -25,15 +25,8 @@ interface RunOptions {
   adminSocket?: string;
 }
 
-function readFile(path: string, option: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (e) {
-    throw new UsageError(
-      `${option} ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-    );
-  }
-}
+/** A file named by an option, as text; an unreadable one is bad input. */
+const readFile = (path: string, option: string): string => readInputFile(path, option).toString("utf8");
 
 export function serverCommand(): Command {
   const runCmd = new Command("run")

@@ -10,6 +10,7 @@ import { Command } from "commander";
 import { ENDPOINT_SOCKET_ENV } from "../spiffe/workload/address.js";
 import { WorkloadApiClient, WorkloadApiError } from "../spiffe/workload/client.js";
 import { run, UsageError } from "./common.js";
+import { collect } from "./inspect-common.js";
 
 /** The Workload API address from --socket (a path or an address), else SPIFFE_ENDPOINT_SOCKET. */
 export function workloadAddress(socket: string | undefined): string {
@@ -71,10 +72,6 @@ interface FetchOptions {
   jwt?: boolean;
   audience: string[];
   timeout: string;
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 export function svidFetchCommand(): Command {

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cliPath, oracle } from "../helpers/paths.js";
+import { BASE_FILES } from "../../src/mesh/local/lab.js";
+import { statusCodeCurl } from "../../src/mesh/local/mesh.js";
+import { tessera as runTessera } from "../helpers/cli.js";
+import { oracle } from "../helpers/paths.js";
 
 /**
  * The zero-trust lab live (issue: the lab end to end as Tessera's main job): real namespaces,
@@ -13,9 +15,7 @@ import { cliPath, oracle } from "../helpers/paths.js";
  * lab and over random policy sets on the same pods.
  */
 const lab = oracle("..", "lab", "seed");
-const base = ["00-namespace.yaml", "01-workloads.yaml", "outside-client.yaml", "other-client.yaml"].map((f) =>
-  join(lab, f),
-);
+const base = BASE_FILES.map((f) => join(lab, f));
 
 function requireRoot(): void {
   assert.equal(
@@ -25,12 +25,8 @@ function requireRoot(): void {
   );
 }
 
-function tessera(args: string[], stateDir: string, timeoutMs = 300_000) {
-  return spawnSync(process.execPath, [cliPath, ...args], {
-    encoding: "utf8",
-    env: { ...process.env, TESSERA_STATE_DIR: stateDir },
-    timeout: timeoutMs,
-  });
+function tessera(args: string[], stateDir: string) {
+  return runTessera(args, undefined, { env: { TESSERA_STATE_DIR: stateDir }, timeoutMs: 300_000 });
 }
 
 describe("tessera lab: every step of STEPS.md live, equal to tessera can", () => {
@@ -132,24 +128,7 @@ describe("live equals offline over random policy sets on the lab's pods", () => 
         for (const method of ["GET", "POST"]) {
           const url = "http://httpbin.default.svc.cluster.local:8000/anything";
           const r = tessera(
-            [
-              "exec",
-              caller,
-              "--state-dir",
-              stateDir,
-              "--",
-              "curl",
-              "-s",
-              "-o",
-              "/dev/null",
-              "-w",
-              "%{http_code}",
-              "-m",
-              "2",
-              "-X",
-              method,
-              url,
-            ],
+            ["exec", caller, "--state-dir", stateDir, "--", ...statusCodeCurl(url, 2, method)],
             state,
           );
           const got = live(r.status ?? 1, r.stdout.trim());

@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { fileURLToPath } from "node:url";
-import { apply, down, type Say, up } from "./mesh.js";
+import { alignColumns, apply, down, type Say, statusCodeCurl, up } from "./mesh.js";
 
 /** The lab's files (STEPS.md), and Tessera's own DNS step files. */
 export const BASE_FILES = [
@@ -12,6 +12,7 @@ export const BASE_FILES = [
   "other-client.yaml",
 ];
 const URL_BASE = "http://httpbin.default.svc.cluster.local:8000";
+const CLI = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 const DNS_DIR = fileURLToPath(new URL("../../../../examples/zero-trust-lab/dns", import.meta.url));
 
 export type Expected = "200" | "403" | "connection reset" | "could not resolve host";
@@ -82,12 +83,11 @@ function predict(
   applied: readonly string[],
   s: LabStep,
 ): { outcome: string; text: string; why: string } {
-  const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
-  const files = [...BASE_FILES, ...applied].flatMap((f) => ["-f", f.startsWith("/") ? f : join(labDir, f)]);
+  const files = [...BASE_FILES, ...applied].flatMap((f) => ["-f", resolvePath(labDir, f)]);
   const r = spawnSync(
     process.execPath,
     [
-      cli,
+      CLI,
       "can",
       ...files,
       s.caller,
@@ -137,23 +137,10 @@ export interface LabRow {
 
 /** Runs curl in the caller's pod and reports what it saw. */
 async function request(stateDir: string, s: LabStep): Promise<string> {
-  const argv = [
-    "curl",
-    "-s",
-    "-o",
-    "/dev/null",
-    "-w",
-    "%{http_code}",
-    "-m",
-    "5",
-    "-X",
-    s.method,
-    `${URL_BASE}${s.path}`,
-  ];
-  const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
+  const argv = statusCodeCurl(`${URL_BASE}${s.path}`, 5, s.method);
   // Through `tessera exec`, as a person would run it, capturing curl's output.
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, "exec", s.caller, "--", ...argv], {
+    const child = spawn(process.execPath, [CLI, "exec", s.caller, "--", ...argv], {
       env: { ...process.env, TESSERA_STATE_DIR: stateDir },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -190,7 +177,7 @@ export async function runLab(
   try {
     for (const s of labSteps()) {
       if (s.apply.length > 0) {
-        const paths = s.apply.map((f) => (f.startsWith("/") ? f : join(labDir, f)));
+        const paths = s.apply.map((f) => resolvePath(labDir, f));
         await apply(stateDir, paths, () => undefined);
         applied.push(...s.apply);
       }
@@ -230,13 +217,5 @@ export function labTable(rows: readonly LabRow[]): string {
       r.pass ? "PASS" : "FAIL",
     ]),
   ];
-  const widths = header.map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
-  return `${table
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n")}\n`;
+  return `${alignColumns(table).join("\n")}\n`;
 }

@@ -399,12 +399,13 @@ async function start(
   const routes = serviceRoutes(cluster);
   const sidecarUids = new Map<string, number>();
   const pods: PodState[] = [];
+  const services = cluster.services.flatMap((s) =>
+    s.clusterIp === undefined
+      ? []
+      : [{ namespace: s.namespace, name: s.name, clusterIp: formatIPv4(s.clusterIp) }],
+  );
   const zone = zoneFromServices(
-    cluster.services.flatMap((s) =>
-      s.clusterIp === undefined
-        ? []
-        : [{ name: s.name, namespace: s.namespace, clusterIp: formatIPv4(s.clusterIp) }],
-    ),
+    services,
     cluster.pods.flatMap((p) => (p.ip === undefined ? [] : [{ namespace: p.namespace, ip: podIp(p) }])),
   );
   const zoneFile = join(stateDir, "dns-zone.json");
@@ -500,11 +501,7 @@ async function start(
     agentSocket,
     adminSocket,
     pods,
-    services: cluster.services.flatMap((s) =>
-      s.clusterIp === undefined
-        ? []
-        : [{ namespace: s.namespace, name: s.name, clusterIp: formatIPv4(s.clusterIp) }],
-    ),
+    services,
   };
   writeState(stateDir, state);
   await enforceNetworkPolicy(stateDir, state);
@@ -521,22 +518,40 @@ async function start(
 
 /** Asks a sidecar's status port, from inside its pod (no policy stands between them). */
 export async function sidecarReady(pod: PodState): Promise<boolean> {
-  const r = await execInPod(
-    pod.netns,
-    podTessera(
-      "curl",
-      "-s",
-      "-o",
-      "/dev/null",
-      "-w",
-      "%{http_code}",
-      "-m",
-      "2",
-      `http://127.0.0.1:${LOCAL_MESH.statusPort}/healthz/ready`,
-    ),
-    { uid: pod.appUid, gid: pod.appUid, timeoutMs: 5000 },
-  );
+  const [, ...args] = statusCodeCurl(`http://127.0.0.1:${LOCAL_MESH.statusPort}/healthz/ready`, 2);
+  const r = await execInPod(pod.netns, podTessera("curl", ...args), {
+    uid: pod.appUid,
+    gid: pod.appUid,
+    timeoutMs: 5000,
+  });
   return r.stdout.trim() === "200";
+}
+
+/** A curl command that prints only the response's status code (the lab's and readiness probes). */
+export function statusCodeCurl(url: string, seconds: number, method?: string): string[] {
+  return [
+    "curl",
+    "-s",
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code}",
+    "-m",
+    String(seconds),
+    ...(method === undefined ? [] : ["-X", method]),
+    url,
+  ];
+}
+
+/** Rows as text columns, each cell padded to its column's widest. */
+export function alignColumns(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd(),
+  );
 }
 
 /** Applies policy objects live: the packet filters are recompiled and the sidecars reload. */
@@ -672,14 +687,7 @@ export async function status(stateDir: string): Promise<string> {
       p.spiffeId ?? "(outside the mesh)",
     ]);
   }
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  for (const r of rows)
-    lines.push(
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    );
+  lines.push(...alignColumns(rows));
   const policies = JSON.parse(readFileSync(policiesFile(stateDir), "utf8")) as {
     items: Record<string, unknown>[];
   };

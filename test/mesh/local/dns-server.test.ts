@@ -5,7 +5,7 @@
  * (`getent hosts`, `dig +search`) through a resolv.conf search list inside a network namespace.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { Resolver } from "node:dns/promises";
@@ -37,25 +37,7 @@ import {
   ZoneIndex,
   zoneFromServices,
 } from "../../../src/mesh/local/dns-server.js";
-
-/**
- * Runs a command (dig, getent, ip) without feeding it stdin: runCommand always writes stdin,
- * and a command that exits before reading it makes that write fail with EPIPE.
- */
-function run(
-  argv: readonly string[],
-  options: { netns?: string; allowFailure?: boolean } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const full = options.netns ? ["ip", "netns", "exec", options.netns, ...argv] : [...argv];
-  return new Promise((resolve, reject) => {
-    execFile(full[0] as string, full.slice(1), (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      if (code !== 0 && !options.allowFailure)
-        reject(new Error(`${full.join(" ")} exited ${code}: ${stderr}`));
-      else resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { runCommand } from "../../../src/mesh/local/exec.js";
 
 const NUM_RUNS = Number(process.env.TESSERA_FC_RUNS ?? 300);
 
@@ -482,7 +464,15 @@ async function dig(
   port: number,
   args: string[],
 ): Promise<{ status: string; answers: string[]; text: string }> {
-  const { stdout } = await run(["dig", "@127.0.0.1", "-p", String(port), "+time=2", "+tries=1", ...args]);
+  const { stdout } = await runCommand([
+    "dig",
+    "@127.0.0.1",
+    "-p",
+    String(port),
+    "+time=2",
+    "+tries=1",
+    ...args,
+  ]);
   const status = /status: (\w+)/.exec(stdout)?.[1] ?? "?";
   const section = /;; ANSWER SECTION:\n([\s\S]*?)\n\n/.exec(stdout)?.[1] ?? "";
   const answers = section
@@ -644,8 +634,8 @@ describe("glibc's resolver through a search list (in a network namespace)", () =
   before(async () => {
     if (process.getuid?.() !== 0)
       throw new Error("this test creates a network namespace: run it as root (CI does)");
-    await run(["ip", "netns", "add", netns]);
-    await run(["ip", "link", "set", "lo", "up"], { netns });
+    await runCommand(["ip", "netns", "add", netns]);
+    await runCommand(["ip", "link", "set", "lo", "up"], { netns });
     mkdirSync(etcDir, { recursive: true });
     // `ip netns exec` mounts this over /etc/resolv.conf for processes in the namespace.
     writeFileSync(
@@ -697,22 +687,22 @@ describe("glibc's resolver through a search list (in a network namespace)", () =
       await exited;
     }
     rmSync(etcDir, { recursive: true, force: true });
-    await run(["ip", "netns", "delete", netns], { allowFailure: true });
+    await runCommand(["ip", "netns", "delete", netns], { allowFailure: true });
   });
 
   it("getent hosts resolves short names through the search list", async () => {
-    const short = await run(["getent", "hosts", "httpbin"], { netns });
+    const short = await runCommand(["getent", "hosts", "httpbin"], { netns });
     assert.match(short.stdout, /^10\.214\.0\.11\s+httpbin\.default\.svc\.cluster\.local/);
-    const qualified = await run(["getent", "hosts", "sleep.ns-a"], { netns });
+    const qualified = await runCommand(["getent", "hosts", "sleep.ns-a"], { netns });
     assert.match(qualified.stdout, /^10\.214\.0\.12\s+sleep\.ns-a\.svc\.cluster\.local/);
-    const missing = await run(["getent", "hosts", "nope"], { netns, allowFailure: true });
+    const missing = await runCommand(["getent", "hosts", "nope"], { netns, allowFailure: true });
     assert.equal(missing.code, 2, "getent: not found");
   });
 
   it("dig +search expands with the search list and ndots", async () => {
-    const { stdout } = await run(["dig", "+search", "+short", "httpbin"], { netns });
+    const { stdout } = await runCommand(["dig", "+search", "+short", "httpbin"], { netns });
     assert.equal(stdout.trim(), "10.214.0.11");
-    const direct = await run(["dig", "+nosearch", "httpbin.default"], { netns });
+    const direct = await runCommand(["dig", "+nosearch", "httpbin.default"], { netns });
     assert.match(direct.stdout, /status: NXDOMAIN/);
   });
 });

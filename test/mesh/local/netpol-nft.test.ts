@@ -6,7 +6,7 @@
  * with a policy change applied live. Needs root (CI runs as root).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
@@ -41,25 +41,6 @@ import {
 
 const NUM_RUNS = Number(process.env.TESSERA_FC_RUNS ?? 250);
 const HOST_IP = "10.213.0.1";
-
-/**
- * Runs a setup command (ip, nft) without feeding it stdin: runCommand always writes stdin,
- * and a command that exits before reading it makes that write fail with EPIPE.
- */
-function run(
-  argv: readonly string[],
-  options: { netns?: string; allowFailure?: boolean } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const full = options.netns ? ["ip", "netns", "exec", options.netns, ...argv] : [...argv];
-  return new Promise((resolve, reject) => {
-    execFile(full[0] as string, full.slice(1), (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-      if (code !== 0 && !options.allowFailure)
-        reject(new Error(`${full.join(" ")} exited ${code}: ${stderr}`));
-      else resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function requireRoot(): void {
   if (process.getuid?.() !== 0)
@@ -366,10 +347,10 @@ describe("nft accepts every generated ruleset", () => {
   const netns = `tsrt-t-${randomBytes(4).toString("hex")}`;
   before(async () => {
     requireRoot();
-    await run(["ip", "netns", "add", netns]);
+    await runCommand(["ip", "netns", "add", netns]);
   });
   after(async () => {
-    await run(["ip", "netns", "delete", netns], { allowFailure: true });
+    await runCommand(["ip", "netns", "delete", netns], { allowFailure: true });
   });
 
   it("nft -c -f passes on random clusters' rulesets", async () => {
@@ -459,7 +440,7 @@ ${aEgress}`;
   }
 
   async function probe(ports: number[]): Promise<Record<string, string>> {
-    const { stdout } = await run(
+    const { stdout } = await runCommand(
       [
         "env",
         `PORTS=${JSON.stringify(ports)}`,
@@ -477,9 +458,9 @@ ${aEgress}`;
   before(async () => {
     requireRoot();
     const [vethA, vethB] = [`tst${suffix}a`, `tst${suffix}b`];
-    await run(["ip", "netns", "add", nsA]);
-    await run(["ip", "netns", "add", nsB]);
-    await run([
+    await runCommand(["ip", "netns", "add", nsA]);
+    await runCommand(["ip", "netns", "add", nsB]);
+    await runCommand([
       "ip",
       "link",
       "add",
@@ -498,9 +479,9 @@ ${aEgress}`;
       [nsA, vethA, ipA],
       [nsB, vethB, ipB],
     ] as const) {
-      await run(["ip", "addr", "add", `${ip}/24`, "dev", dev], { netns: ns });
-      await run(["ip", "link", "set", dev, "up"], { netns: ns });
-      await run(["ip", "link", "set", "lo", "up"], { netns: ns });
+      await runCommand(["ip", "addr", "add", `${ip}/24`, "dev", dev], { netns: ns });
+      await runCommand(["ip", "link", "set", dev, "up"], { netns: ns });
+      await runCommand(["ip", "link", "set", "lo", "up"], { netns: ns });
     }
     const started = spawn(
       "ip",
@@ -530,8 +511,8 @@ ${aEgress}`;
       server.kill();
       await exited;
     }
-    await run(["ip", "netns", "delete", nsA], { allowFailure: true });
-    await run(["ip", "netns", "delete", nsB], { allowFailure: true });
+    await runCommand(["ip", "netns", "delete", nsA], { allowFailure: true });
+    await runCommand(["ip", "netns", "delete", nsB], { allowFailure: true });
   });
 
   it("drops denied SYNs (the caller times out) and applies policy changes live", async () => {
@@ -545,7 +526,7 @@ ${aEgress}`;
 
     await apply(clusterYaml("[{port: 9090}]"));
     assert.deepEqual(await probe([8080, 9090]), { 8080: "timeout", 9090: "connected" });
-    const tables = await run(["nft", "list", "tables"], { netns: nsB });
+    const tables = await runCommand(["nft", "list", "tables"], { netns: nsB });
     assert.equal(tables.stdout.match(new RegExp(`table inet ${NETPOL_TABLE}\\b`, "g"))?.length, 1);
 
     // Egress of the source counts too: a isolated for egress with no rule reaches nothing.
