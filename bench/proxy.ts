@@ -794,14 +794,15 @@ async function bench(options: Options): Promise<void> {
   const [tesseraHttp, tesseraTcp] = clientSidecar.outboundTcp as [number, number];
 
   // Every path answers, and the Tessera pair really decides per request: a POST is refused.
-  for (const [what, port, method, expected] of [
+  const setUpProbes = [
     ["app", ports.appHttp, "GET", 200],
     ["haproxy pair", ports.pairHttp, "GET", 200],
     ["haproxy pair, tcp", ports.pairTcp, "GET", 200],
     ["Tessera pair", tesseraHttp, "GET", 200],
     ["Tessera pair, a POST the policy does not allow", tesseraHttp, "POST", 403],
     ["Tessera pair, tcp", tesseraTcp, "GET", 200],
-  ] as const) {
+  ] as const;
+  for (const [what, port, method, expected] of setUpProbes) {
     const status = await probe(port, method);
     if (status !== expected)
       throw new Error(`set-up check failed: ${what} answered ${status}, not ${expected}`);
@@ -863,7 +864,7 @@ async function bench(options: Options): Promise<void> {
       const one = await measure(row, 1, options.seconds);
       count(row.key, one);
       entry.one.push(one);
-      const errors = many.errors + (entry.one.at(-1)?.errors ?? 0);
+      const errors = many.errors + one.errors;
       if (errors > 0)
         process.stdout.write(`  warning: ${row.label}: ${errors} non-200 responses or socket errors\n`);
     }
@@ -1001,10 +1002,12 @@ async function bench(options: Options): Promise<void> {
     ]);
   }
   // CPU per request hardly depends on what else runs on the machine, unlike req/s.
+  // A row without a client-side proxy adds none; one whose client proxy's CPU was not read has no figure.
   const pairCpu = (key: string) => {
-    const c = figure(key, "many", (x) => x.clientCpuUs);
+    const hasClient = rows.find((r) => r.key === key)?.proxies.client !== undefined;
+    const c = hasClient ? figure(key, "many", (x) => x.clientCpuUs) : 0;
     const sv = figure(key, "many", (x) => x.serverCpuUs);
-    return sv === undefined ? undefined : (c ?? 0) + sv;
+    return sv === undefined || c === undefined ? undefined : c + sv;
   };
   for (const [ours, theirs] of [
     ["c", "b"],
@@ -1039,7 +1042,7 @@ async function bench(options: Options): Promise<void> {
   const outboundLines = [...clientLines.values()].reduce((s, n) => s + n, 0);
   out.push("\nAccess logs (JSON lines, written to files by the sidecar processes)");
   out.push(
-    `  httpbin sidecar: ${formatCount(httpLines)} HTTP/1.1 request lines for ${formatCount(sent.get("c") ?? 0)} requests wrk completed through (c) (+2 set-up probes); ` +
+    `  httpbin sidecar: ${formatCount(httpLines)} HTTP/1.1 request lines for ${formatCount(sent.get("c") ?? 0)} requests wrk completed through (c) (+${setUpProbes.filter(([, port]) => port === tesseraHttp).length} set-up probes); ` +
       `${formatCount(h2Lines)} HTTP/2 lines for ${formatCount(sent.get("e-tessera") ?? 0)} requests; ${formatCount(tcpLines)} TCP connection lines`,
   );
   out.push(`  sleep sidecar: ${formatCount(outboundLines)} outbound connection lines`);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { EventEmitter, once } from "node:events";
+import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import type tls from "node:tls";
@@ -13,39 +13,9 @@ import {
 } from "../../src/spiffe/authorizer.js";
 import { X509Bundle } from "../../src/spiffe/bundle/x509bundle.js";
 import { SpiffeId, TrustDomain } from "../../src/spiffe/id.js";
-import {
-  connectSpiffeTls,
-  createSpiffeTlsServer,
-  type SpiffeTlsSocket,
-  type TlsSource,
-} from "../../src/spiffe/tls.js";
-import { X509Svid } from "../../src/spiffe/x509svid.js";
-import { type IssuedSvid, TestCa } from "./testca.js";
-
-/** A source whose SVID the test rotates by hand. */
-class StaticSource extends EventEmitter implements TlsSource {
-  constructor(
-    private svid: X509Svid,
-    private readonly bundles: X509Bundle[],
-  ) {
-    super();
-  }
-  getX509Svid(): X509Svid {
-    return this.svid;
-  }
-  getX509Bundles(): readonly X509Bundle[] {
-    return this.bundles;
-  }
-  getX509BundleForTrustDomain(td: TrustDomain): X509Bundle | undefined {
-    return this.bundles.find((b) => b.trustDomain.equals(td));
-  }
-  rotate(svid: X509Svid): void {
-    this.svid = svid;
-    this.emit("update");
-  }
-}
-
-const toSvid = (issued: IssuedSvid) => X509Svid.parse(issued.certificatesPem, issued.privateKeyPem);
+import { connectSpiffeTls, createSpiffeTlsServer, type SpiffeTlsSocket } from "../../src/spiffe/tls.js";
+import { ManualSource, toSvid } from "./manual-source.js";
+import { TestCa } from "./testca.js";
 
 async function listen(server: tls.Server): Promise<number> {
   server.listen(0, "127.0.0.1");
@@ -70,8 +40,8 @@ describe("mTLS with X.509-SVIDs", () => {
   let ca: TestCa;
   let partner: TestCa;
   let bundles: X509Bundle[];
-  let server: StaticSource;
-  let client: StaticSource;
+  let server: ManualSource;
+  let client: ManualSource;
   const serverId = "spiffe://example.org/server";
   const clientId = "spiffe://example.org/client";
   const servers: tls.Server[] = [];
@@ -83,14 +53,14 @@ describe("mTLS with X.509-SVIDs", () => {
       X509Bundle.fromCertificates(TrustDomain.parse("example.org"), ca.authorities),
       X509Bundle.fromCertificates(TrustDomain.parse("partner.org"), partner.authorities),
     ];
-    server = new StaticSource(toSvid(await ca.issueSvid(serverId)), bundles);
-    client = new StaticSource(toSvid(await ca.issueSvid(clientId)), bundles);
+    server = new ManualSource(toSvid(await ca.issueSvid(serverId)), bundles);
+    client = new ManualSource(toSvid(await ca.issueSvid(clientId)), bundles);
   });
   after(() => {
     for (const s of servers) s.close();
   });
 
-  const start = async (authorizer = authorizeAny(), source: StaticSource = server) => {
+  const start = async (authorizer = authorizeAny(), source: ManualSource = server) => {
     const s = createSpiffeTlsServer(source, authorizer, echo);
     servers.push(s);
     return { server: s, port: await listen(s) };
@@ -135,7 +105,7 @@ describe("mTLS with X.509-SVIDs", () => {
     const forged = toSvid(await partner.issueSvid("spiffe://example.org/client"));
     const { server: s, port } = await start();
     const refused = once(s, "spiffeError");
-    const socket = await connectSpiffeTls(new StaticSource(forged, bundles), authorizeAny(), {
+    const socket = await connectSpiffeTls(new ManualSource(forged, bundles), authorizeAny(), {
       host: "127.0.0.1",
       port,
     });
@@ -149,7 +119,7 @@ describe("mTLS with X.509-SVIDs", () => {
   });
 
   it("follows rotation without restarting, also for clients that send no SNI", async () => {
-    const source = new StaticSource(toSvid(await ca.issueSvid(serverId)), bundles);
+    const source = new ManualSource(toSvid(await ca.issueSvid(serverId)), bundles);
     const { port } = await start(authorizeAny(), source);
     const first = await connectSpiffeTls(client, authorizeAny(), { host: "127.0.0.1", port });
     const firstSerial = first.getPeerX509Certificate()?.serialNumber;

@@ -330,18 +330,7 @@ class Http1Session {
     durationMs: number | undefined,
     detail: string | undefined,
   ): void {
-    if (!this.logRequest) {
-      const { ctx, mapping, peer, peerId } = this.conn;
-      this.logRequest = ctx.log.forConnection({
-        direction: "inbound",
-        protocol: "http",
-        source: peer,
-        sourceIdentity: peerId,
-        destination: ctx.workload,
-        destinationIdentity: ctx.identity.id,
-        port: mapping.containerPort,
-      });
-    }
+    this.logRequest ??= inboundRequestLog(this.conn, "http");
     this.logRequest({
       method: p.method,
       path: p.path,
@@ -382,7 +371,7 @@ class Http1Session {
   }
 
   private badRequest(err: unknown): void {
-    const { ctx, mapping, peer, peerId, socket } = this.conn;
+    const { ctx, socket } = this.conn;
     if (this.waiting || this.inflight.length > 0) {
       // Answers to the requests before the bad one go first; the 400 closes the connection after them.
       this.parserDead = err;
@@ -392,17 +381,8 @@ class Http1Session {
     const status = err instanceof HttpHeadError ? err.status : 400;
     const reason = err instanceof HttpHeadError ? err.reason : String(err);
     ctx.metrics.recordRequest({ direction: "inbound", protocol: "http", outcome: "bad-request", policy: "" });
-    ctx.log.write({
-      direction: "inbound",
-      protocol: "http",
-      source: peer,
-      sourceIdentity: peerId,
-      destination: ctx.workload,
-      port: mapping.containerPort,
-      status,
-      outcome: "bad-request",
-      detail: `refused a malformed request: ${reason}`,
-    });
+    this.logRequest ??= inboundRequestLog(this.conn, "http");
+    this.logRequest({ status, outcome: "bad-request", detail: `refused a malformed request: ${reason}` });
     this.forwarding = false;
     this.inflight.length = 0;
     this.upstream?.destroy();
@@ -428,6 +408,23 @@ class Http1Session {
     this.upstream?.destroy();
     this.upstream = undefined;
   }
+}
+
+/** The access-log writer for the requests of one inbound connection: its shared fields serialized once. */
+export function inboundRequestLog(
+  conn: InboundConnection,
+  protocol: "http" | "http2",
+): (record: RequestFields) => void {
+  const { ctx, mapping, peer, peerId } = conn;
+  return ctx.log.forConnection({
+    direction: "inbound",
+    protocol,
+    source: peer,
+    sourceIdentity: peerId,
+    destination: ctx.workload,
+    destinationIdentity: ctx.identity.id,
+    port: mapping.containerPort,
+  });
 }
 
 function statusText(status: number): string {

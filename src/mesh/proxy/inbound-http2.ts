@@ -1,8 +1,9 @@
 import http from "node:http";
 import http2 from "node:http2";
 import { portProtocol } from "../../policy/istio/protocol.js";
+import type { RequestFields } from "./access-line.js";
 import type { InboundConnection } from "./inbound.js";
-import { RBAC_DENIED_BODY, UPSTREAM_UNAVAILABLE_BODY } from "./inbound-http1.js";
+import { inboundRequestLog, RBAC_DENIED_BODY, UPSTREAM_UNAVAILABLE_BODY } from "./inbound-http1.js";
 import { XFCC_HEADER } from "./xfcc.js";
 
 const {
@@ -25,20 +26,26 @@ const HOP_BY_HOP = new Set([
   XFCC_HEADER,
 ]);
 
+/** An inbound connection speaking HTTP/2, with the access-log writer its streams share. */
+interface Http2Connection {
+  readonly conn: InboundConnection;
+  readonly log: (record: RequestFields) => void;
+}
+
 /** One HTTP/2 server shared by every connection of the process; each session finds its context. */
-const sessions = new WeakMap<http2.Http2Session, InboundConnection>();
+const sessions = new WeakMap<http2.Http2Session, Http2Connection>();
 let server: http2.Http2Server | undefined;
 
 function sharedServer(): http2.Http2Server {
   if (server) return server;
   server = http2.createServer({ maxSessionMemory: 64 });
   server.on("stream", (stream, headers) => {
-    const conn = stream.session ? sessions.get(stream.session) : undefined;
-    if (!conn) {
+    const session = stream.session ? sessions.get(stream.session) : undefined;
+    if (!session) {
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    onStream(conn, stream, headers);
+    onStream(session, stream, headers);
   });
   return server;
 }
@@ -52,7 +59,7 @@ function sharedServer(): http2.Http2Server {
 export function serveHttp2(conn: InboundConnection): void {
   const h2 = sharedServer();
   h2.once("session", (session: http2.ServerHttp2Session) => {
-    sessions.set(session, conn);
+    sessions.set(session, { conn, log: inboundRequestLog(conn, "http2") });
     session.on("error", () => session.destroy());
     session.on("close", () => upstreamSessions.get(session)?.close());
     // The session reads its socket itself (the socket's byte counts stay still): its own timer
@@ -91,11 +98,11 @@ function agentFor(host: string, port: number): http.Agent {
 }
 
 function onStream(
-  conn: InboundConnection,
+  { conn, log }: Http2Connection,
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
 ): void {
-  const { ctx, mapping, peerId, peer, xfcc } = conn;
+  const { ctx, mapping, xfcc } = conn;
   const started = performance.now();
   const method = String(headers[HTTP2_HEADER_METHOD] ?? "GET");
   const path = String(headers[HTTP2_HEADER_PATH] ?? "/");
@@ -112,20 +119,6 @@ function onStream(
     host: authority,
     headers: plain,
   });
-  const record = {
-    direction: "inbound" as const,
-    protocol: "http2" as const,
-    source: peer,
-    sourceIdentity: peerId,
-    destination: ctx.workload,
-    destinationIdentity: ctx.identity.id,
-    port: mapping.containerPort,
-    method,
-    path,
-    authority,
-    policy: decision.policy,
-    rule: decision.rule,
-  };
   stream.on("error", () => undefined);
   const finish = (outcome: string, status: number, detail?: string) => {
     const durationSeconds = (performance.now() - started) / 1000;
@@ -136,11 +129,15 @@ function onStream(
       policy: decision.policy ?? "",
       durationSeconds,
     });
-    ctx.log.write({
-      ...record,
+    log({
+      method,
+      path,
+      authority,
       status,
       outcome,
-      ...(detail ? { detail } : {}),
+      policy: decision.policy,
+      rule: decision.rule,
+      detail: detail || undefined,
       durationMs: Math.round(durationSeconds * 1e6) / 1000,
     });
   };

@@ -312,18 +312,27 @@ export class IstioMesh {
         opaque ??= this.connectionPart(flow, dst, target, undefined);
         return opaque.steps ?? [];
       }
-      withHttp ??= this.connectionPart(flow, dst, target, request);
-      const part = withHttp;
-      if (part.steps) return part.steps;
-      const facts: RequestFacts = {
-        ...part.facts,
-        method: request.method,
-        path: normalizePath(request.path, this.mesh.pathNormalization),
-        host: request.host,
-        headers: request.headers,
-      };
-      const d = this.authz.evaluateFacts(target, facts, part.extAuthz);
-      return [part.admission, this.authzStep(d, false, () => this.isGrpc(dst, flow.port, request.headers))];
+      let facts: RequestFacts;
+      if (withHttp === undefined) {
+        // Built from this very request: its facts are this request's (decide() comes this way).
+        withHttp = this.connectionPart(flow, dst, target, request);
+        if (withHttp.steps) return withHttp.steps;
+        facts = withHttp.facts;
+      } else {
+        if (withHttp.steps) return withHttp.steps;
+        facts = {
+          ...withHttp.facts,
+          method: request.method,
+          path: normalizePath(request.path, this.mesh.pathNormalization),
+          host: request.host,
+          headers: request.headers,
+        };
+      }
+      const d = this.authz.evaluateFacts(target, facts, withHttp.extAuthz);
+      return [
+        withHttp.admission,
+        this.authzStep(d, false, () => this.isGrpc(dst, flow.port, request.headers)),
+      ];
     };
   }
 
@@ -364,8 +373,7 @@ export class IstioMesh {
     target: MeshTarget,
     http: HttpRequest | undefined,
   ): ConnectionPart {
-    const { http: _ignored, ...connection } = flow;
-    const request = this.requestOf(http === undefined ? connection : { ...connection, http }, dst);
+    const request = this.requestOf(flow.http === http ? flow : { ...flow, http }, dst);
     const { effective, admission } = this.peerAuthn.admit(target, request);
     const admissionStep: TraceStep = {
       layer: PEER_AUTHN_LAYER,

@@ -1,4 +1,3 @@
-import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
@@ -11,35 +10,11 @@ import { PolicySource } from "../../../src/mesh/proxy/policy-source.js";
 import { Sidecar, type SidecarAddresses } from "../../../src/mesh/proxy/sidecar.js";
 import { X509Bundle } from "../../../src/spiffe/bundle/x509bundle.js";
 import { TrustDomain } from "../../../src/spiffe/id.js";
-import type { TlsSource } from "../../../src/spiffe/tls.js";
-import { X509Svid } from "../../../src/spiffe/x509svid.js";
-import { type IssuedSvid, TestCa } from "../../spiffe/testca.js";
+import { ManualSource, toSvid } from "../../spiffe/manual-source.js";
+import { TestCa } from "../../spiffe/testca.js";
 
-/** A source whose SVID the test sets and rotates by hand. */
-export class ManualSource extends EventEmitter implements TlsSource {
-  constructor(
-    private svid: X509Svid,
-    private bundles: X509Bundle[],
-  ) {
-    super();
-  }
-  getX509Svid(): X509Svid {
-    return this.svid;
-  }
-  getX509Bundles(): readonly X509Bundle[] {
-    return this.bundles;
-  }
-  getX509BundleForTrustDomain(td: TrustDomain): X509Bundle | undefined {
-    return this.bundles.find((b) => b.trustDomain.equals(td));
-  }
-  rotate(svid: X509Svid, bundles?: X509Bundle[]): void {
-    this.svid = svid;
-    if (bundles) this.bundles = bundles;
-    this.emit("update");
-  }
-}
+export { ManualSource, toSvid };
 
-export const toSvid = (issued: IssuedSvid) => X509Svid.parse(issued.certificatesPem, issued.privateKeyPem);
 export const SLEEP_ID = "spiffe://cluster.local/ns/default/sa/sleep";
 export const HTTPBIN_ID = "spiffe://cluster.local/ns/default/sa/httpbin";
 

@@ -333,6 +333,12 @@ describe("sidecar pair: mTLS, identities and the engine's decisions", () => {
       const denied = await call({ ":path": "/post", ":method": "POST" });
       assert.equal(denied.status, 403);
       assert.equal(denied.body, "RBAC: access denied");
+      const rec = mesh.serverLog.records.filter((r) => r.protocol === "http2").at(-1);
+      assert.equal(rec?.outcome, "http-403");
+      assert.equal(rec?.method, "POST");
+      assert.equal(rec?.path, "/post");
+      assert.equal(rec?.sourceIdentity, SLEEP_ID);
+      assert.equal(rec?.destinationIdentity, HTTPBIN_ID);
       const grpc = await call({
         ":path": "/pkg.Svc/Method",
         ":method": "POST",

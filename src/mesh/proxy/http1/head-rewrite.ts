@@ -5,18 +5,9 @@
  * inject headers or whole requests, so it is refused with a TypeError.
  */
 import { STATUS_CODES } from "node:http";
-import { FIELD_VALUE_BYTE, type RequestHead, TCHAR } from "./request-parser.js";
+import { FIELD_VALUE_BYTE, isTokenString, type RequestHead } from "./request-parser.js";
 
 const CRLF = Buffer.from("\r\n", "latin1");
-
-function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff || TCHAR[c] !== 1) return false;
-  }
-  return true;
-}
 
 /** A field value Tessera writes: field-vchar/SP/HTAB only, and no whitespace at either end (it would be trimmed away). */
 function isWritableValue(s: string): boolean {
@@ -32,7 +23,7 @@ function isWritableValue(s: string): boolean {
 function fieldLines(fields: ReadonlyArray<readonly [string, string]>): string {
   let out = "";
   for (const [name, value] of fields) {
-    if (!isToken(name)) {
+    if (!isTokenString(name)) {
       throw new TypeError(`refusing to write header name ${JSON.stringify(name)}: not a token`);
     }
     if (!isWritableValue(value)) {

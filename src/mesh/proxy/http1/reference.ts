@@ -118,6 +118,28 @@ function readLines(
   }
 }
 
+/** A message head at `start`: its start line judged by `judgeStartLine`, then at most maxHeaders valid field lines. */
+function readHead(
+  text: string,
+  start: number,
+  limits: Required<ParserLimits>,
+  judgeStartLine: (line: string) => void,
+): { lines: string[]; end: number } | undefined {
+  return readLines(
+    text,
+    start,
+    limits.maxHeadBytes,
+    true,
+    { tooLarge: "head-too-large", bareLf: "bare-lf" },
+    (line, index) => {
+      if (index === 0) return judgeStartLine(line);
+      if (index > limits.maxHeaders) refuse(431, "too-many-headers");
+      const problem = fieldLineProblem(line);
+      if (problem !== undefined) refuse(400, problem);
+    },
+  );
+}
+
 /** Why a field line is invalid, checked in this order, or undefined. */
 function fieldLineProblem(line: string): string | undefined {
   if (line.includes("\r")) return "bare-cr";
@@ -284,19 +306,7 @@ export function referenceParseRequests(input: Buffer, limits?: Partial<ParserLim
   let pos = 0;
   try {
     while (pos < text.length) {
-      const head = readLines(
-        text,
-        pos,
-        all.maxHeadBytes,
-        true,
-        { tooLarge: "head-too-large", bareLf: "bare-lf" },
-        (line, index) => {
-          if (index === 0) return judgeRequestLine(line);
-          if (index > all.maxHeaders) refuse(431, "too-many-headers");
-          const problem = fieldLineProblem(line);
-          if (problem !== undefined) refuse(400, problem);
-        },
-      );
+      const head = readHead(text, pos, all, judgeRequestLine);
       if (!head) break;
       const parsed = judgeHead(head.lines, input.subarray(pos, head.end));
       pos = head.end;
@@ -347,23 +357,10 @@ export function referenceFrameResponses(
     while (pos < text.length) {
       const method = methods[completed];
       if (method === undefined) refuse(400, "unsolicited-response");
-      const head = readLines(
-        text,
-        pos,
-        all.maxHeadBytes,
-        true,
-        { tooLarge: "head-too-large", bareLf: "bare-lf" },
-        (line, index) => {
-          if (index === 0) {
-            if (line.includes("\r")) refuse(400, "bare-cr");
-            if (!STATUS_LINE.test(line)) refuse(400, "bad-status-line");
-            return;
-          }
-          if (index > all.maxHeaders) refuse(431, "too-many-headers");
-          const problem = fieldLineProblem(line);
-          if (problem !== undefined) refuse(400, problem);
-        },
-      );
+      const head = readHead(text, pos, all, (line) => {
+        if (line.includes("\r")) refuse(400, "bare-cr");
+        if (!STATUS_LINE.test(line)) refuse(400, "bad-status-line");
+      });
       if (!head) break;
       const statusMatch = STATUS_LINE.exec(head.lines[0] as string) as RegExpExecArray;
       const http10 = statusMatch[1] === "0";

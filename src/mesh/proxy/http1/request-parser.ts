@@ -435,7 +435,8 @@ function trimOws(s: string): string {
   return start === 0 && end === s.length ? s : s.slice(start, end);
 }
 
-function isTokenString(s: string): boolean {
+/** Whether `s` is a non-empty RFC 9110 token. */
+export function isTokenString(s: string): boolean {
   if (s.length === 0) return false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
